@@ -1,0 +1,3 @@
+from imgtag.cli import main
+
+main()

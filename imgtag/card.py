@@ -1,0 +1,182 @@
+"""A model is one file set: ``NAME.safetensors`` (weights) + ``NAME.json`` (the model card).
+
+The card holds everything needed to rebuild and use the model: architecture, label names, input size,
+normalisation, per-class thresholds, the training recipe and measured metrics. Weights are only ever read
+with safetensors: a pickle file (``torch.save`` output) is refused, never unpickled.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from imgtag.io.atomic import atomic_write_bytes
+
+CARD_VERSION = 1
+REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+class ModelFileError(Exception):
+    """A model file is missing, unsafe or inconsistent; str() is one line naming the file."""
+
+
+@dataclass
+class ModelCard:
+    name: str
+    labels: list[str]
+    architecture: dict[str, Any]
+    input_size: int = 352
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    thresholds: list[float] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    weights_sha256: str = ""
+    weights_dtype: str = "float32"
+    imgtag_version: str = ""
+    card_version: int = CARD_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def class_thresholds(self, default: float = 0.5) -> list[float]:
+        return list(self.thresholds) if self.thresholds else [default] * self.num_classes
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "card") -> "ModelCard":
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [k for k in ("name", "labels", "architecture") if k not in d]
+        if missing:
+            raise ModelFileError(f"{source}: model card lacks {', '.join(missing)}")
+        card = cls(**{k: v for k, v in d.items() if k in known})
+        if card.thresholds is not None and len(card.thresholds) != card.num_classes:
+            raise ModelFileError(f"{source}: {len(card.thresholds)} thresholds for {card.num_classes} labels")
+        return card
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Refuse anything that is not a safetensors file (pickle, zip, truncated) before it is parsed."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            size = path.stat().st_size
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read ({e.strerror})") from e
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise ModelFileError(f"{path}: is a pickle/torch.save file; imgtag never loads pickle, convert it to safetensors")
+    if len(head) < 9:
+        raise ModelFileError(f"{path}: not a safetensors file (too short)")
+    (n,) = struct.unpack("<Q", head[:8])
+    if head[8:9] != b"{" or n + 8 > size:
+        raise ModelFileError(f"{path}: not a safetensors file (bad header)")
+
+
+def save_model(model: torch.nn.Module, card: ModelCard, stem: str | Path, dtype: torch.dtype = torch.float32) -> tuple[Path, Path]:
+    """Write ``stem.safetensors`` and ``stem.json`` atomically; returns both paths."""
+    from imgtag import __version__
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    wpath, cpath = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = wpath.with_name(f".{wpath.name}.{os.getpid()}.tmp")
+    try:
+        save_file(sd, str(tmp), metadata={"format": "pt", "imgtag_card": card.name})
+        os.replace(tmp, wpath)
+    finally:
+        tmp.unlink(missing_ok=True)
+    card.weights_sha256 = sha256_file(wpath)
+    card.weights_dtype = str(dtype).replace("torch.", "")
+    card.imgtag_version = __version__
+    atomic_write_bytes(cpath, (json.dumps(card.to_dict(), indent=2, ensure_ascii=False) + "\n").encode())
+    return wpath, cpath
+
+
+def models_dirs() -> list[Path]:
+    """Where model names are looked up: $IMGTAG_MODELS (os.pathsep-separated), then the shipped weights/."""
+    dirs = [Path(p) for p in os.environ.get("IMGTAG_MODELS", "").split(os.pathsep) if p]
+    return dirs + [REPO_WEIGHTS]
+
+
+def default_model_name() -> str:
+    f = REPO_WEIGHTS / "DEFAULT"
+    return f.read_text().strip() if f.exists() else "default"
+
+
+def resolve_model(spec: str | Path | None) -> tuple[Path, Path]:
+    """Find (weights, card) for a model given as a name, a .json/.safetensors path, a stem or a directory."""
+    spec = str(spec) if spec else "default"
+    if spec == "default":
+        spec = default_model_name()
+    p = Path(spec).expanduser()
+    cands: list[Path] = []
+    if p.is_dir():
+        jsons = sorted(p.glob("*.json"))
+        cands = [p / "model"] + ([jsons[0].with_suffix("")] if len(jsons) == 1 else [])
+    elif p.suffix in (".json", ".safetensors"):
+        cands = [p.with_suffix("")]
+    else:
+        cands = [p] + [d / spec for d in models_dirs()]
+    for stem in cands:
+        w, c = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+        if c.exists() and w.exists():
+            return w, c
+        if c.exists() or w.exists():
+            raise ModelFileError(f"{stem}: model file set incomplete: need both {w.name} and {c.name}")
+    raise ModelFileError(f"{spec}: no such model (looked for NAME.json + NAME.safetensors in {', '.join(str(d) for d in models_dirs())}); see `imgtag models`")
+
+
+def read_card(path: str | Path) -> ModelCard:
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: unreadable model card ({e})") from e
+    return ModelCard.from_dict(d, str(path))
+
+
+def read_weights(path: str | Path, verify_sha256: str = "") -> dict[str, torch.Tensor]:
+    check_safetensors(path)
+    if verify_sha256 and sha256_file(path) != verify_sha256:
+        raise ModelFileError(f"{path}: weights do not match the card's sha256 (file changed or wrong card)")
+    try:
+        sd = load_file(str(path), device="cpu")
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        raise ModelFileError(f"{path}: corrupt safetensors file ({e})") from e
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+
+
+def list_models() -> list[tuple[Path, ModelCard]]:
+    seen, out = set(), []
+    for d in models_dirs():
+        for c in sorted(d.glob("*.json")) if d.is_dir() else []:
+            if c.stem in seen or not c.with_suffix(".safetensors").exists():
+                continue
+            try:
+                out.append((c, read_card(c)))
+                seen.add(c.stem)
+            except ModelFileError:
+                continue
+    return out

@@ -1,0 +1,271 @@
+"""The ``imgtag`` command line: thin Typer wrappers that parse options and call the core.
+
+Exit codes: 0 all fine, 1 some files failed (or the command failed), 2 usage error, 130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Tag images with many labels at once (multi-label image classification).")
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    print(f"imgtag: error: {msg}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _kv(items: list[str] | None, what: str) -> dict:
+    """``key=value`` options (values parsed as JSON when they parse: numbers, true, lists)."""
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            _fail(f"{what} takes key=value, not {it!r}", 2)
+        k, v = it.split("=", 1)
+        try:
+            out[k.replace("-", "_")] = json.loads(v)
+        except ValueError:
+            out[k.replace("-", "_")] = v
+    return out
+
+
+def _tagger(model, device, batch_size, workers, threshold=None, top_k=None, exclude=(), runtime="torch"):
+    from imgtag.card import ModelFileError
+    from imgtag.engine.predict import Tagger
+
+    try:
+        return Tagger(model, device=device, batch_size=batch_size, workers=workers, threshold=threshold,
+                      top_k=top_k, exclude=exclude, runtime=runtime)
+    except (ModelFileError, ValueError, RuntimeError) as e:
+        _fail(str(e), 2)
+
+
+@app.command()
+def tag(
+    inputs: list[str] = typer.Argument(None, help="Image files and/or directories (walked recursively)."),
+    files_from: Optional[str] = typer.Option(None, "--files-from", "-T", help="Read paths from FILE ('-' = stdin), one per line."),
+    null: bool = typer.Option(False, "-0", "--null", help="--files-from is NUL-separated (find -print0)."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | json | csv | txt | xmp (sidecars)."),
+    output: str = typer.Option("-", "--output", "-o", help="Output file, '-' = stdout (not for xmp)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or path (default: the shipped default)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="One threshold for all labels (default: the card's per-class thresholds)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", "-k", help="At most K labels per image."),
+    exclude: list[str] = typer.Option([], "--exclude", "-x", help="Never output this label (repeatable)."),
+    on_existing: str = typer.Option("merge", "--on-existing", help="skip (resume) | merge | overwrite existing results."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: tag only the K-th of N parts (split across machines)."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk directories recursively."),
+    sidecar_naming: str = typer.Option("auto", "--sidecar-naming", help="auto | ext (photo.jpg.xmp) | stem (photo.xmp)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    runtime: str = typer.Option("auto", "--runtime", help="auto | torch | onnx (auto: torch on CUDA, ONNX Runtime on CPU when installed)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Decode worker processes (default: CPU count, max 8)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still)."),
+):
+    """Tag images; JSON Lines on stdout by default, one record per image as it completes."""
+    from imgtag.engine.tag import run_tag
+    from imgtag.io.discover import parse_shard, read_file_list
+
+    paths = list(inputs or [])
+    if files_from:
+        stream = sys.stdin if files_from == "-" else open(files_from, encoding="utf-8", newline="")
+        paths += read_file_list(stream, nul_separated=null)
+    if not paths:
+        _fail("no input: give image files or directories, or --files-from", 2)
+    if fmt == "xmp" and output != "-":
+        _fail("--format xmp writes a sidecar beside each image; -o does not apply", 2)
+    try:
+        spec = parse_shard(shard) if shard else None
+    except ValueError as e:
+        _fail(str(e), 2)
+    tagger = _tagger(model, device, batch_size, workers, threshold, top_k, exclude, runtime)
+    try:
+        summary = run_tag(paths, tagger, fmt=fmt, output=output, on_existing=on_existing, shard_spec=spec,
+                          recursive=recursive, sidecar_naming=sidecar_naming, quiet=quiet)
+    except FileNotFoundError as e:
+        _fail(str(e), 2)
+    except ValueError as e:
+        _fail(str(e), 2)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command("eval")
+def eval_(
+    dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl."),
+    root: Optional[str] = typer.Option(None, "--root", help="Dataset root (VOC year dir, COCO dir, or the csv/jsonl file). Default for voc: ../shared/data/VOCdevkit/VOC2007 or $IMGTAG_VOC_ROOT."),
+    split: str = typer.Option("val", "--split"),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    ap: str = typer.Option("nonint", "--ap", help="nonint (default) | 11point (VOC07 devkit) | interp (all-point)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Threshold for CP/CR/F1 (default: the card's per-class)."),
+    difficult: str = typer.Option("ignore", "--difficult", help="VOC difficult: ignore | positive | negative."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+    device: str = typer.Option("auto", "--device"),
+    runtime: str = typer.Option("auto", "--runtime"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j"),
+    limit: int = typer.Option(0, "--limit", help="Evaluate only the first N images."),
+):
+    """Measure a model on a labelled dataset: mAP, CP/CR/CF1, OP/OR/OF1 and per-class AP."""
+    from imgtag.engine.evaluate import evaluate
+
+    root = root or _default_root(dataset)
+    tagger = _tagger(model, device, batch_size, workers, runtime=runtime)
+    print(f"imgtag: {tagger.description}", file=sys.stderr)
+    kw = {"difficult": difficult} if dataset == "voc" else {}
+    try:
+        r = evaluate(tagger, dataset, root, split, ap_mode=ap, threshold=threshold, limit=limit, **kw)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e), 2)
+    for e in r["failed"]:
+        print(f"imgtag: {e}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(r, indent=2))
+    else:
+        _print_metrics(r)
+    raise typer.Exit(1 if r["failed"] else 0)
+
+
+def _default_root(dataset: str) -> str:
+    if dataset == "voc":
+        env = os.environ.get("IMGTAG_VOC_ROOT")
+        if env:
+            return env
+        for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+            cand = base.parent / "shared" / "data" / "VOCdevkit" / "VOC2007"
+            if cand.is_dir():
+                return str(cand)
+    _fail(f"--root is required for --dataset {dataset}", 2)
+
+
+def _print_metrics(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"{r['model']} on {r['dataset']}:{r['split']} ({r['images']} images, AP {r['ap_mode']})")
+    t.add_column("class")
+    t.add_column("AP", justify="right")
+    for k, v in r["per_class_ap"].items():
+        t.add_row(k, f"{v:.2f}")
+    con.print(t)
+    con.print(f"mAP {r['mAP']:.2f}   CP {r['CP']:.2f}  CR {r['CR']:.2f}  CF1 {r['CF1']:.2f}   "
+              f"OP {r['OP']:.2f}  OR {r['OR']:.2f}  OF1 {r['OF1']:.2f}   (threshold: {r['threshold']})", highlight=False)
+
+
+@app.command()
+def train(
+    dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl."),
+    root: Optional[str] = typer.Option(None, "--root", help="Dataset root (or the training csv/jsonl file)."),
+    val_root: Optional[str] = typer.Option(None, "--val-root", help="csv/jsonl: the validation file."),
+    train_split: str = typer.Option("train", "--train-split"),
+    val_split: str = typer.Option("val", "--val-split"),
+    backbone: str = typer.Option("tf_efficientnet_lite2", "--backbone", help="Any timm model name (or mltr_s/m/l)."),
+    pretrained: str = typer.Option("imagenet", "--pretrained", help="imagenet (offline packages) | none | PATH to weights."),
+    head: str = typer.Option("gap", "--head", help="gap | csra | q2l | gcn | mldecoder."),
+    head_opt: list[str] = typer.Option([], "--head-opt", help="Head option key=value (repeatable), e.g. num_heads=4."),
+    neck: str = typer.Option("none", "--neck", help="none | mltr (MlTr blocks on the backbone's feature map)."),
+    neck_opt: list[str] = typer.Option([], "--neck-opt"),
+    loss: str = typer.Option("bce", "--loss", help="bce | focal | asl | am-binary."),
+    loss_opt: list[str] = typer.Option([], "--loss-opt", help="Loss option key=value, e.g. gamma_neg=4."),
+    size: int = typer.Option(352, "--size"),
+    epochs: int = typer.Option(20, "--epochs"),
+    batch_size: int = typer.Option(32, "--batch-size", "-b"),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the head (OneCycle)."),
+    backbone_lr_mult: float = typer.Option(0.1, "--backbone-lr-mult"),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay"),
+    ema: float = typer.Option(0.999, "--ema"),
+    augment: str = typer.Option("flip", "--augment", help="none | flip | randaugment."),
+    freeze_stages: int = typer.Option(0, "--freeze-stages", help="Freeze the first N backbone stages (-1: all). Cached when --augment is none/flip."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache the frozen stages' output."),
+    patience: int = typer.Option(5, "--patience"),
+    seed: int = typer.Option(0, "--seed"),
+    grad_clip: float = typer.Option(0.0, "--grad-clip"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j"),
+    device: str = typer.Option("auto", "--device"),
+    out: str = typer.Option("runs/model", "--out", "-o", help="Output folder (checkpoints, model file set)."),
+    name: str = typer.Option("", "--name", help="Model name (file stem); default 'model'."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.safetensors."),
+    limit: int = typer.Option(0, "--limit", help="Use only the first N images per split (smoke tests)."),
+):
+    """Train or fine-tune a model; writes OUT/NAME.safetensors + OUT/NAME.json (the model card)."""
+    from imgtag.engine.train import TrainConfig, train as run
+
+    cfg = TrainConfig(dataset=dataset, root=root or _default_root(dataset), val_root=val_root or "",
+                      train_split=train_split, val_split=val_split, backbone=backbone,
+                      pretrained=None if pretrained == "none" else pretrained, head=head, head_args=_kv(head_opt, "--head-opt"),
+                      neck=neck, neck_args=_kv(neck_opt, "--neck-opt"), loss=loss, loss_args=_kv(loss_opt, "--loss-opt"),
+                      size=size, epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
+                      weight_decay=weight_decay, ema=ema, augment=augment, freeze_stages=freeze_stages, cache=cache,
+                      patience=patience, seed=seed, grad_clip=grad_clip, workers=workers, device=device, out=out,
+                      name=name, resume=resume, limit=limit,
+                      command="imgtag train " + shlex.join(a for a in sys.argv[2:] if a))
+    try:
+        run(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e), 2)
+
+
+@app.command()
+def models():
+    """List the shipped (and $IMGTAG_MODELS) models."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from imgtag.card import default_model_name, list_models
+
+    t = Table()
+    for c in ("name", "architecture", "labels", "input", "mAP", "path"):
+        t.add_column(c)
+    default = default_model_name()
+    for path, card in list_models():
+        a = card.architecture
+        m = card.metrics.get("mAP")
+        t.add_row(card.name + (" (default)" if path.stem == default else ""), f"{a['backbone']} + {a.get('neck', 'none')} + {a['head']}",
+                  str(card.num_classes), str(card.input_size), f"{m:.2f}" if isinstance(m, (int, float)) else "-", str(path.with_suffix("")))
+    Console().print(t)
+
+
+@app.command()
+def info(model: str = typer.Argument("default", help="Model name or path."),
+         as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON.")):
+    """Show a model's card: architecture, labels, thresholds, recipe and metrics."""
+    from imgtag.card import ModelFileError, read_card, resolve_model
+
+    try:
+        w, c = resolve_model(model)
+        card = read_card(c)
+    except ModelFileError as e:
+        _fail(str(e), 2)
+    if as_json:
+        print(json.dumps(card.to_dict(), indent=2, ensure_ascii=False))
+        return
+    print(f"{card.name}: {card.description}\n  files: {w} ({w.stat().st_size / 2**20:.1f} MiB, {card.weights_dtype}), {c}")
+    print(f"  architecture: {json.dumps(card.architecture)}")
+    print(f"  input: {card.input_size}×{card.input_size}, mean {card.mean}, std {card.std}")
+    th = card.class_thresholds()
+    print("  labels (threshold): " + ", ".join(f"{lab} ({t:.2f})" for lab, t in zip(card.labels, th)))
+    if card.metrics:
+        m = card.metrics
+        extra = m.get("at_calibrated", {})
+        print(f"  metrics on {m.get('dataset', '?')}: mAP {m.get('mAP', float('nan')):.2f}"
+              + (f", CF1 {extra['CF1']:.2f}, OF1 {extra['OF1']:.2f} (calibrated thresholds)" if extra else ""))
+    if card.recipe.get("command"):
+        print(f"  trained with: {card.recipe['command']}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("imgtag: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""``imgtag eval``: score a model on a labelled dataset with the metrics papers report.
+
+Protocol (documented choices; see ../shared/research/methods.md §6): non-interpolated AP by default
+(``ap_mode="11point"`` for the VOC2007 devkit, ``"interp"`` for Q2L's all-point interpolated AP), VOC
+'difficult' entries ignored, CP/CR/CF1/OP/OR/OF1 at the model card's per-class thresholds (or a fixed
+threshold) with CF1 = harmonic mean of CP and CR. Images that fail to decode are reported and left out.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from imgtag.data import build_dataset
+from imgtag.engine.metrics import evaluate_scores
+from imgtag.engine.predict import Tagger
+
+
+def evaluate(tagger: Tagger, dataset: str, root: str, split: str, ap_mode: str = "nonint",
+             threshold: float | None = None, limit: int = 0, **dataset_kw) -> dict:
+    ds = build_dataset(dataset, root, split, **dataset_kw)
+    if limit:
+        ds = ds.subset(range(min(limit, len(ds))))
+    missing = set(tagger.labels) ^ set(ds.classes)
+    if missing:
+        raise ValueError(f"model labels and {dataset} classes differ: {', '.join(sorted(missing)[:8])}")
+    order = [ds.classes.index(lab) for lab in tagger.labels]  # dataset columns in the model's label order
+    targets, masks = ds.targets.numpy()[:, order], ds.masks.numpy()[:, order]
+    scores, errors = tagger.score_paths(ds.paths)
+    ok = ~np.isnan(scores).any(1)
+    thr = np.full(len(tagger.labels), threshold) if threshold is not None else tagger.thresholds
+    r = evaluate_scores(scores[ok], targets[ok], masks[ok], thresholds=thr, ap_mode=ap_mode)
+    return {
+        "model": tagger.card.name, "dataset": dataset, "split": split, "images": int(ok.sum()), "failed": errors,
+        "ap_mode": ap_mode, "threshold": "per-class (model card)" if threshold is None else threshold,
+        **{k: float(r[k]) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")},
+        "per_class_ap": {lab: float(a) for lab, a in zip(tagger.labels, r["AP"])},
+    }

@@ -1,0 +1,353 @@
+"""Training: one readable loop for every head × loss, in the spirit of nanoGPT's train.py.
+
+Recipe (defaults follow Query2Label / ASL, see ../shared/research/methods.md §1.3, §5.1):
+AdamW (weight decay 1e-4, none on norms and biases), OneCycle (pct_start 0.2) stepped per iteration, EMA of
+the weights (the better of regular/EMA on validation mAP is kept, as in Q2L), bf16 autocast on CUDA,
+early stopping on validation mAP, per-class thresholds calibrated on the validation scores.
+
+CPU recipe: ``freeze_stages=k`` freezes the first k backbone stages (eval-mode BatchNorm, no grad). When the
+augmentation is "none" or "flip" their output is computed once and cached (engine/features.py), and each
+epoch runs only the remaining stages, the neck and the head.
+
+Distributed: launched by ``torchrun`` (WORLD_SIZE > 1) it uses DDP (NCCL on CUDA, Gloo on CPU); rank 0
+evaluates, saves and logs.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from imgtag.card import ModelCard, save_model
+from imgtag.data import build_dataset
+from imgtag.engine.features import cached_features
+from imgtag.engine.loader import iter_batches, normalize
+from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
+from imgtag.io.decode import load_resized
+from imgtag.models.backbone import pretrained_config
+from imgtag.models.heads import HEADS, cooccurrence_probability
+from imgtag.models.losses import build_loss, default_scale
+from imgtag.models.model import MultiLabelModel
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "voc"
+    root: str = ""
+    val_root: str = ""  # csv/jsonl: the validation file (VOC/COCO: same root, other split)
+    train_split: str = "train"
+    val_split: str = "val"
+    backbone: str = "tf_efficientnet_lite2"
+    pretrained: str | None = "imagenet"
+    head: str = "gap"
+    head_args: dict[str, Any] = field(default_factory=dict)
+    neck: str = "none"
+    neck_args: dict[str, Any] = field(default_factory=dict)
+    loss: str = "bce"
+    loss_args: dict[str, Any] = field(default_factory=dict)
+    size: int = 352
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-4
+    ema: float = 0.999
+    augment: str = "flip"  # none | flip | randaugment
+    freeze_stages: int = 0  # leading backbone stages frozen; -1 = whole backbone
+    cache: bool = True  # cache the frozen prefix's output when the augmentation allows it
+    patience: int = 5
+    seed: int = 0
+    grad_clip: float = 0.0
+    workers: int | None = None
+    device: str = "auto"
+    out: str = "runs/model"
+    name: str = ""
+    resume: bool = False
+    limit: int = 0  # use only the first N images of each split (smoke tests)
+    command: str = ""
+
+    def architecture(self, num_classes: int) -> dict[str, Any]:
+        cosine = self.loss == "am-binary"
+        scale = float(self.loss_args.get("s", default_scale(num_classes))) if cosine else 1.0
+        head_args = {**getattr(HEADS[self.head], "defaults", {}), **self.head_args}
+        head_args.pop("adjacency", None)
+        return {"backbone": self.backbone, "neck": self.neck, "neck_args": dict(self.neck_args), "head": self.head,
+                "head_args": head_args, "cosine": cosine, "scale": scale}
+
+
+def pick_device(spec: str = "auto") -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def log(msg: str) -> None:
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(msg, file=sys.stderr, flush=True)
+
+
+class EMA:
+    """Exponential moving average of a module's float state (parameters and BN statistics), with warm-up."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.steps = decay, 0
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for e, m in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if e.is_floating_point():
+                e.lerp_(m.detach(), 1 - d)
+            else:
+                e.copy_(m)
+
+
+class AugmentedImages(Dataset):
+    """Images read through the shared decode path, augmented as uint8 tensors (works for RandAugment too)."""
+
+    def __init__(self, paths, targets, masks, size: int, augment: str):
+        from torchvision.transforms import v2
+
+        self.paths, self.targets, self.masks, self.size = paths, targets, masks, size
+        ops = [] if augment == "none" else [v2.RandomHorizontalFlip()]
+        if augment == "randaugment":
+            ops += [v2.RandAugment(), v2.RandomErasing(p=0.5, scale=(0.02, 0.25), value=0)]
+        self.tf = v2.Compose(ops)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(load_resized(self.paths[i], self.size)).permute(2, 0, 1).contiguous()
+        return self.tf(x), self.targets[i], self.masks[i]
+
+
+def param_groups(model: MultiLabelModel, cfg: TrainConfig) -> list[dict]:
+    groups: dict[tuple[bool, bool], list] = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((n.startswith("backbone."), p.ndim <= 1), []).append(p)
+    return [{"params": ps, "lr": cfg.lr * (cfg.backbone_lr_mult if bb else 1.0), "weight_decay": 0.0 if nd else cfg.weight_decay}
+            for (bb, nd), ps in groups.items()]
+
+
+@torch.inference_mode()
+def predict_scores(fn: nn.Module, loader, device, autocast: bool) -> np.ndarray:
+    fn.eval()
+    out = []
+    for x in loader:
+        x = x[0] if isinstance(x, (list, tuple)) else x
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            out.append(torch.sigmoid(fn(x.to(device)).float()).cpu())
+    return torch.cat(out).numpy()
+
+
+def _save_checkpoint(path: Path, model, ema, opt, sched, state: dict) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.module.state_dict().items()}
+    osd = opt.state_dict()
+    for pid, st in osd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    meta = {"state": state, "sched": sched.state_dict(), "opt_groups": osd["param_groups"], "ema_steps": ema.steps}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta, default=float)})
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, model, ema, opt, sched) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+    t = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    ema.module.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
+    ema.steps = meta["ema_steps"]
+    state: dict = {}
+    for k, v in t.items():
+        if k.startswith("opt."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["opt_groups"]})
+    sched.load_state_dict(meta["sched"])
+    return meta["state"]
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
+    """Train a model; returns (path stem of the saved model, final metrics)."""
+    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    device = pick_device(cfg.device)
+    if distributed:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    else:
+        rank, world = 0, 1
+    torch.manual_seed(cfg.seed + rank), random.seed(cfg.seed + rank), np.random.seed(cfg.seed + rank)
+    autocast = device.type == "cuda"
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    train_ds = build_dataset(cfg.dataset, cfg.root, cfg.train_split)
+    val_ds = build_dataset(cfg.dataset, cfg.val_root or cfg.root, cfg.val_split)
+    if cfg.limit:
+        train_ds, val_ds = train_ds.subset(range(min(cfg.limit, len(train_ds)))), val_ds.subset(range(min(cfg.limit, len(val_ds))))
+    classes = list(train_ds.classes)
+    K = len(classes)
+    norm = pretrained_config(cfg.backbone, cfg.pretrained)
+    arch = cfg.architecture(K)
+    adjacency = cooccurrence_probability(train_ds.targets, train_ds.masks) if cfg.head == "gcn" else None
+    model = MultiLabelModel(arch, K, pretrained=cfg.pretrained, adjacency=adjacency)
+    loss_args = dict(cfg.loss_args)
+    if cfg.loss == "am-binary":
+        loss_args["s"] = arch["scale"]
+    criterion = build_loss(cfg.loss, **loss_args)
+    log(f"imgtag train: {cfg.backbone} + {cfg.neck} + {cfg.head} / {cfg.loss} on {cfg.dataset}:{cfg.train_split} "
+        f"({len(train_ds)} images, {K} classes) → val {len(val_ds)}; device {device}")
+
+    prefix, rest = model.split(cfg.freeze_stages)
+    prefix.requires_grad_(False).eval()
+    use_cache = cfg.cache and cfg.freeze_stages != 0 and cfg.augment in ("none", "flip")
+    workers = cfg.workers
+    if use_cache:
+        key = {"backbone": cfg.backbone, "pretrained": str(cfg.pretrained), "stages": cfg.freeze_stages}
+        kw = dict(batch_size=max(cfg.batch_size, 32), workers=workers, device=str(device))
+        feats = [cached_features(prefix, train_ds.paths, cfg.size, norm["mean"], norm["std"], flip=False, key_parts=key, **kw)]
+        if cfg.augment == "flip":
+            feats.append(cached_features(prefix, train_ds.paths, cfg.size, norm["mean"], norm["std"], flip=True, key_parts=key, **kw))
+        val_feats = cached_features(prefix, val_ds.paths, cfg.size, norm["mean"], norm["std"], flip=False, key_parts=key, **kw)
+        log(f"cached frozen features {tuple(feats[0].shape[1:])} for {len(feats)}×{len(train_ds)} train + {len(val_ds)} val images")
+        n = len(train_ds)
+        train_set = TensorDataset(torch.cat(feats), train_ds.targets.repeat(len(feats), 1), train_ds.masks.repeat(len(feats), 1))
+        sampler_len = n  # one epoch = each image once, in a random variant
+        val_loader = DataLoader(TensorDataset(val_feats), batch_size=64)
+        stem_fn = lambda x: x.float()  # noqa: E731
+    else:
+        train_set = AugmentedImages(train_ds.paths, train_ds.targets, train_ds.masks, cfg.size, cfg.augment)
+        sampler_len = len(train_set)
+        val_loader = None
+        stem_fn = prefix
+    model.to(device)
+    if device.type == "cuda" or not use_cache:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=(0.9, 0.999))
+    steps_per_epoch = math.ceil(sampler_len / (cfg.batch_size * world))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=cfg.epochs * steps_per_epoch, pct_start=0.2)
+    ema = EMA(model, cfg.ema)
+    ddp_rest = nn.parallel.DistributedDataParallel(rest) if distributed else rest
+
+    state = {"epoch": 0, "best_map": -1.0, "best_epoch": -1, "history": []}
+    ckpt = out / "last.safetensors"
+    if cfg.resume and ckpt.exists():
+        state = _load_checkpoint(ckpt, model, ema, opt, sched)
+        log(f"resumed from {ckpt} at epoch {state['epoch']}")
+
+    def sample_indices(epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        idx = torch.randperm(sampler_len, generator=g)
+        if use_cache and cfg.augment == "flip":  # pick the original or the mirrored copy of each image
+            idx = idx + sampler_len * torch.randint(0, 2, (sampler_len,), generator=g)
+        return idx[rank::world]
+
+    def val_scores(m: MultiLabelModel) -> np.ndarray:
+        p, r = m.split(cfg.freeze_stages)
+        if use_cache:
+            return predict_scores(r, val_loader, device, autocast)
+        loader = (normalize(b.images, norm["mean"], norm["std"]) for b in iter_batches(val_ds.paths, cfg.size, 32, workers))
+        return predict_scores(m, loader, device, autocast)
+
+    vt, vm = val_ds.targets.numpy(), val_ds.masks.numpy()
+    best_scores = None
+    for epoch in range(state["epoch"], cfg.epochs):
+        rest.train()
+        prefix.eval()
+        t0, total, seen = time.time(), 0.0, 0
+        idx = sample_indices(epoch)
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=idx.tolist(), drop_last=False,
+                            num_workers=0 if use_cache else (workers if workers is not None else min(4, os.cpu_count() or 1)))
+        for xb, yb, mb in loader:
+            xb, yb, mb = xb.to(device, non_blocking=True), yb.to(device), mb.to(device)
+            if not use_cache:
+                xb = normalize(xb, norm["mean"], norm["std"]).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                with torch.no_grad():
+                    feats = stem_fn(xb)
+                logits = ddp_rest(feats)
+            loss = criterion(logits.float(), yb, mb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            ema.update(model)
+            total += loss.item() * len(xb)
+            seen += len(xb)
+        state["epoch"] = epoch + 1
+        if rank == 0:
+            s_reg, s_ema = val_scores(model), val_scores(ema.module)
+            m_reg = evaluate_scores(s_reg, vt, vm)["mAP"]
+            m_ema = evaluate_scores(s_ema, vt, vm)["mAP"]
+            better = max(m_reg, m_ema)
+            state["history"].append({"epoch": epoch + 1, "loss": total / max(seen, 1), "map": m_reg, "map_ema": m_ema, "seconds": time.time() - t0})
+            log(f"epoch {epoch + 1}/{cfg.epochs} loss {total / max(seen, 1):.4f} val mAP {m_reg:.2f} (EMA {m_ema:.2f}) {time.time() - t0:.0f}s")
+            if better > state["best_map"]:
+                state["best_map"], state["best_epoch"] = better, epoch + 1
+                src = ema.module if m_ema >= m_reg else model
+                best_scores = s_ema if m_ema >= m_reg else s_reg
+                save_file({k: v.detach().cpu().contiguous() for k, v in src.state_dict().items()}, str(out / "best.safetensors"))
+            _save_checkpoint(ckpt, model, ema, opt, sched, state)
+        stop = torch.tensor([epoch + 1 - state.get("best_epoch", 0) > cfg.patience], dtype=torch.int)
+        if distributed:
+            dist.broadcast(stop, 0)
+        if stop.item():
+            log(f"early stop: no val mAP gain for {cfg.patience} epochs")
+            break
+
+    result: dict = {}
+    stem = out / (cfg.name or "model")
+    if rank == 0:
+        model.load_state_dict(load_file(str(out / "best.safetensors")))
+        if best_scores is None:
+            best_scores = val_scores(model)
+        thresholds = calibrate_thresholds(best_scores, vt, vm)
+        at_half = evaluate_scores(best_scores, vt, vm, thresholds=0.5)
+        at_cal = evaluate_scores(best_scores, vt, vm, thresholds=np.asarray(thresholds))
+        result = {
+            "dataset": f"{cfg.dataset}:{cfg.val_split}", "mAP": at_half["mAP"], "ap_mode": "non-interpolated",
+            "at_0.5": {k: at_half[k] for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")},
+            "at_calibrated": {k: at_cal[k] for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")},
+            "per_class_ap": dict(zip(classes, [float(a) for a in at_half["AP"]])),
+            "best_epoch": state["best_epoch"], "history": state["history"],
+        }
+        recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "resume", "workers", "command")}
+        card = ModelCard(name=cfg.name or stem.name, labels=classes, architecture=arch, input_size=cfg.size,
+                         mean=norm["mean"], std=norm["std"], thresholds=[float(t) for t in thresholds],
+                         recipe={"command": cfg.command, **recipe}, metrics=result,
+                         description=f"{cfg.backbone} + {cfg.head} head, {cfg.loss} loss, trained on {cfg.dataset}:{cfg.train_split}")
+        save_model(model, card, stem)
+        log(f"saved {stem}.safetensors + {stem}.json: val mAP {result['mAP']:.2f}, CF1 {at_cal['CF1']:.2f}, OF1 {at_cal['OF1']:.2f} (calibrated thresholds)")
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return stem, result

@@ -1,0 +1,90 @@
+"""The shared model core: backbone → (neck) → multi-label head, built from a model card's architecture.
+
+``architecture`` (stored in every card)::
+
+    {"backbone": "tf_efficientnet_lite2", "neck": "none", "neck_args": {},
+     "head": "csra", "head_args": {"num_heads": 1, "lam": 0.1}, "cosine": false, "scale": 1.0}
+
+The model maps a normalised float batch to logits with ``score = sigmoid(logit)``; cosine heads (used with
+the AM-Binary loss) already multiply by their scale ``s``. :class:`TaggingModel` wraps it with the card's
+normalisation so deployments (torch, ONNX) take uint8 RGB N×3×S×S.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgtag.card import ModelCard, read_card, read_weights, resolve_model
+from imgtag.models.backbone import Backbone
+from imgtag.models.heads import build_head
+
+
+def build_neck(name: str, in_channels: int, **kw) -> nn.Module:
+    if not name or name == "none":
+        return nn.Identity()
+    from imgtag.models.mltr import build_neck as _build
+
+    return _build(name, in_channels, **kw)
+
+
+class MultiLabelModel(nn.Module):
+    def __init__(self, architecture: dict[str, Any], num_classes: int, pretrained: str | None = None,
+                 adjacency: torch.Tensor | None = None):
+        super().__init__()
+        a = dict(architecture)
+        self.architecture = a
+        self.backbone = Backbone(a["backbone"], pretrained=pretrained, drop_path_rate=a.get("drop_path_rate", 0.0))
+        self.neck = build_neck(a.get("neck", "none"), self.backbone.num_features, **a.get("neck_args", {}))
+        channels = getattr(self.neck, "out_channels", self.backbone.num_features)
+        head_args = dict(a.get("head_args", {}))
+        if a["head"] == "gcn" and adjacency is not None:
+            head_args["adjacency"] = adjacency
+        self.head = build_head(a["head"], channels, num_classes, cosine=bool(a.get("cosine", False)),
+                               scale=float(a.get("scale", 1.0)), **head_args)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.backbone(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.neck(self.backbone(x)))
+
+    def split(self, frozen_stages: int) -> tuple[nn.Module, nn.Module]:
+        """``(prefix, rest)`` with ``rest(prefix(x)) == self(x)``; the prefix holds the first stages."""
+        stages = self.backbone.stages()
+        if stages is None:
+            if frozen_stages not in (0, -1):
+                raise ValueError(f"{self.backbone.name}: partial freezing needs an EfficientNet-like backbone; use 0 or -1 (all)")
+            stages = [self.backbone]
+        k = len(stages) if frozen_stages < 0 else min(frozen_stages, len(stages))
+        return nn.Sequential(*stages[:k]), nn.Sequential(*stages[k:], self.neck, self.head)
+
+
+class TaggingModel(nn.Module):
+    """uint8 (or 0..255 float) RGB N×3×S×S → logits, with the card's normalisation inside the graph."""
+
+    def __init__(self, model: nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.to(self.mean.dtype) - self.mean) / self.std
+        return self.model(x)
+
+
+def load_model(spec: str | None = None, device: str | torch.device = "cpu") -> tuple[MultiLabelModel, ModelCard]:
+    """Load a model file set (name, path or ``None`` for the shipped default) in eval mode."""
+    wpath, cpath = resolve_model(spec)
+    card = read_card(cpath)
+    model = MultiLabelModel(card.architecture, card.num_classes, pretrained=None)
+    sd = read_weights(wpath, verify_sha256=card.weights_sha256)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        from imgtag.card import ModelFileError
+
+        raise ModelFileError(f"{wpath}: weights do not fit the card's architecture "
+                             f"({len(missing)} missing e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
+    return model.eval().to(device), card

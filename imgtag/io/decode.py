@@ -1,25 +1,232 @@
-"""Image decoding (placeholder: the io helper extends this; keep `load_pil` and `DecodeError`)."""
+"""Robust image decoding to 8-bit RGB.
+
+Every failure raises `DecodeError(path, reason)`, whose str() is one line "path: reason", so the CLI can
+report a bad file and go on. Choices:
+
+* EXIF orientation is applied (same mapping as `ImageOps.exif_transpose`); an unreadable EXIF block is
+  ignored rather than failing the image.
+* Transparency (RGBA, LA, PA, P or L/RGB with a transparent colour) is composited onto WHITE, the
+  usual background of product/web images; black would invent dark borders around cut-out objects.
+* 16-bit ("I;16*", "I") images are scaled to 8 bits (v * 255 / 65535, rounded), not clipped, so a
+  normal 16-bit PNG does not come out white. "F" (float) images are taken as 0..1 if max <= 1, else 0..255.
+* CMYK is converted naively by Pillow (Adobe-inverted JPEGs handled); ICC profiles are not applied.
+* Animated images (GIF, APNG, WebP) give their first frame.
+* Truncated files fail (`ImageFile.LOAD_TRUNCATED_IMAGES` is left False): a half image is a bad input.
+* Decompression bombs: images over `MAX_PIXELS` (default 2 x Pillow's default, ~179 M pixels) are refused
+  from the header, before any pixel is decoded. Because that check is ours (and per call), importing this
+  module sets Pillow's global `Image.MAX_IMAGE_PIXELS = None`, which otherwise warns from 89 M pixels and
+  would cap any larger `max_pixels`.
+* Optional formats: HEIC/HEIF (and AVIF on older stacks) via `pillow_heif`, AVIF via Pillow's own codec
+  or `pillow_avif`, registered on first use when installed.
+"""
 from __future__ import annotations
 
+import functools
+import io
+import os
 from pathlib import Path
+from typing import BinaryIO
 
-from PIL import Image, ImageOps
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_PIXELS = 2 * 89_478_485  # Pillow's DecompressionBombError threshold; 0 or None disables the check
+Image.MAX_IMAGE_PIXELS = None  # see module docstring: the bomb check is done here, per call
+
+_WHITE = (255, 255, 255)
+_TRANSPOSE = {  # EXIF orientation -> transpose, as in ImageOps.exif_transpose
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+}
 
 
 class DecodeError(Exception):
-    """An image could not be decoded; str() is one line naming the file and the reason."""
+    """An image could not be decoded; str() is one line "path: reason"."""
 
     def __init__(self, path, reason: str):
         self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        self.reason = " ".join(str(reason).split())  # one line, whatever the library said
+        super().__init__(f"{path}: {self.reason}")
 
 
-def load_pil(path: str | Path) -> Image.Image:
-    """Open an image file as an RGB PIL image with EXIF orientation applied."""
+@functools.cache
+def optional_extensions() -> frozenset[str]:
+    """Register optional Pillow plugins (once) and return the extra extensions they make readable."""
+    exts = set()
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return im.convert("RGB")
+        import pillow_heif
+        pillow_heif.register_heif_opener()
+        exts |= {".heic", ".heif"}
+        if hasattr(pillow_heif, "register_avif_opener"):  # pillow_heif < 1.0
+            pillow_heif.register_avif_opener()
+            exts.add(".avif")
+    except Exception:  # noqa: BLE001 - absent or broken optional plugin
+        pass
+    try:
+        import pillow_avif  # noqa: F401 - registers itself on import
+        exts.add(".avif")
+    except Exception:  # noqa: BLE001
+        pass
+    from PIL import features
+    if features.check("avif"):  # Pillow >= 11.2 built with libavif
+        exts.add(".avif")
+    return frozenset(exts)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def load_pil(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """Decode an image file to an RGB PIL image, EXIF orientation applied. Raises DecodeError."""
+    with _open_file(path) as f:
+        return _decode(f, path, max_pixels)
+
+
+def load_pil_from_bytes(data: bytes, name: str, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """As `load_pil`, for callers holding the encoded bytes; `name` is used in error messages."""
+    if not data:
+        raise DecodeError(name, "empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def load_resized(path: str | Path, size: int | tuple[int, int], max_pixels: int | None = MAX_PIXELS,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Decode and "squish"-resize an image to exactly `size`, returning uint8 HxWx3 RGB.
+
+    The hot path of CPU tagging. `size` is an int (square) or (height, width), the order of the returned
+    array. The aspect ratio is NOT preserved (no crop, no padding): the models are trained that way.
+    JPEGs use `Image.draft` to let libjpeg decode at 1/2, 1/4 or 1/8 scale, never below the target
+    size, then everything is resized with Pillow's antialiased BILINEAR. EXIF orientation is applied
+    after resizing (cheaper; the same up to rounding). If `out` (a writable uint8 HxWx3 array, e.g. one slot of
+    a batch) is given the pixels are written there and `out` is returned.
+    """
+    h, w = (int(size),) * 2 if np.ndim(size) == 0 else map(int, size)
+    with _open_file(path) as f:
+        im = _open(f, path, max_pixels)
+        fmt = im.format
+        try:
+            if fmt == "JPEG":  # EXIF comes from the header: know the orientation before draft()
+                swap = _orientation(im) in _SWAPS_AXES
+                im.draft("RGB", (h, w) if swap else (w, h))
+            im.load()
+            method = _orientation(im)  # after load(): PNG/WebP may keep EXIF behind the pixels
+            tw, th = (h, w) if method in _SWAPS_AXES else (w, h)  # target size before the transpose
+            if im.mode == "L" and "transparency" not in im.info:  # resize one channel, then expand
+                im = im.resize((tw, th), Image.Resampling.BILINEAR).convert("RGB")
+            else:
+                im = _to_rgb(im).resize((tw, th), Image.Resampling.BILINEAR)
+            if method is not None:
+                im = im.transpose(method)
+        except Exception as e:  # noqa: BLE001 - every failure becomes a DecodeError
+            raise _error(path, e, fmt) from e
+    if out is None:
+        return np.array(im)
+    out[...] = np.asarray(im)
+    return out
+
+
+# ----------------------------------------------------------------------------- internals
+
+_SWAPS_AXES = {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270,
+               Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90}
+
+
+def _open_file(path: str | Path) -> BinaryIO:
+    """Open `path` for reading; missing/unreadable/empty files become DecodeError."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError as e:
+        raise DecodeError(path, "file not found") from e
+    except IsADirectoryError as e:
+        raise DecodeError(path, "is a directory") from e
+    except PermissionError as e:
+        raise DecodeError(path, "permission denied") from e
+    except OSError as e:
+        raise DecodeError(path, f"cannot open: {e.strerror or e}") from e
+    if os.fstat(f.fileno()).st_size == 0:
+        f.close()
+        raise DecodeError(path, "empty file (0 bytes)")
+    return f
+
+
+def _open(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
+    """Identify the image from its header and refuse decompression bombs; no pixels decoded yet."""
+    try:
+        im = Image.open(fp)
     except Exception as e:  # noqa: BLE001
-        raise DecodeError(path, str(e)) from e
+        raise _error(name, e, None) from e
+    pixels = im.width * im.height
+    if max_pixels and pixels > max_pixels:
+        raise DecodeError(name, f"decompression bomb: {pixels} pixels > limit {max_pixels}"
+                                f" ({im.width}x{im.height} {im.format})")
+    return im
+
+
+def _decode(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
+    """Open, check, decode, orient and convert to RGB: the body of load_pil*."""
+    im = _open(fp, name, max_pixels)
+    fmt = im.format
+    try:
+        im.load()
+        method = _orientation(im)
+        im = _to_rgb(im)
+        if method is not None:
+            im = im.transpose(method)
+            for key in ("exif", "xmp", "XML:com.adobe.xmp"):  # so nobody applies the orientation twice
+                im.info.pop(key, None)
+        return im
+    except Exception as e:  # noqa: BLE001
+        raise _error(name, e, fmt) from e
+
+
+def _orientation(im: Image.Image) -> Image.Transpose | None:
+    """The transpose that undoes the EXIF orientation, or None; a broken EXIF block counts as none."""
+    try:
+        return _TRANSPOSE.get(im.getexif().get(0x0112))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (see the module docstring for the choices)."""
+    mode = im.mode
+    if mode == "RGB" and "transparency" not in im.info:
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(im), mode)).convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", im.size, _WHITE)
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+
+
+def _to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a 16-bit or float single-channel array to uint8 (full range to full range)."""
+    if mode == "F":
+        a = np.nan_to_num(a.astype(np.float32))
+        scale = 255.0 if a.size and a.max() <= 1.0 else 1.0
+        return np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
+    a = np.clip(a.astype(np.int64), 0, 65535)  # "I" is taken to hold 16-bit data, as 16-bit PNG/PGM do
+    return ((a * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _error(name, e: BaseException, fmt: str | None) -> DecodeError:
+    """Turn a Pillow/OS exception into a DecodeError with a human reason."""
+    kind = fmt or "image"
+    msg = str(e)
+    if isinstance(e, UnidentifiedImageError):
+        reason = "not an image file (cannot identify image format)"
+    elif isinstance(e, Image.DecompressionBombError):
+        reason = f"decompression bomb: {msg}"
+    elif isinstance(e, MemoryError):
+        reason = "out of memory while decoding"
+    elif "truncated" in msg.lower() or isinstance(e, EOFError):
+        reason = f"truncated {kind}"
+    elif isinstance(e, OSError) and e.strerror and not fmt:
+        reason = f"cannot read: {e.strerror}"
+    else:
+        reason = f"corrupt {kind} ({type(e).__name__}: {msg})" if msg else f"corrupt {kind}"
+    return DecodeError(name, reason)

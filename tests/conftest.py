@@ -1,0 +1,48 @@
+"""Shared pytest fixtures (generic: usable by any test module)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """tests/data: tiny real photos (see tests/data/README.md)."""
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def photos(data_dir) -> list[Path]:
+    """The tiny real photos, sorted by name."""
+    found = sorted(data_dir.glob("*.jpg"))
+    assert found, f"no test photos in {data_dir}"
+    return found
+
+
+@pytest.fixture(scope="session")
+def photo(data_dir) -> Path:
+    """One real photo with two objects (horse, person), 128x96 JPEG."""
+    return data_dir / "voc_000009_horse_person.jpg"
+
+
+LABELS = ["cat", "dog", "person"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A randomly initialised small model file set (Lite0 + GAP head, 3 labels, 64 px); returns the .json path."""
+    import torch
+
+    from imgtag.card import ModelCard, save_model
+    from imgtag.models.model import MultiLabelModel
+
+    torch.manual_seed(0)
+    arch = {"backbone": "tf_efficientnet_lite0", "neck": "none", "neck_args": {}, "head": "gap",
+            "head_args": {}, "cosine": False, "scale": 1.0}
+    model = MultiLabelModel(arch, len(LABELS)).eval()
+    card = ModelCard(name="tiny", labels=LABELS, architecture=arch, input_size=64, thresholds=[0.5, 0.5, 0.0])
+    _, c = save_model(model, card, tmp_path_factory.mktemp("models") / "tiny")
+    return c

@@ -1,0 +1,222 @@
+"""imgtag.io.writers and imgtag.io.atomic: each format round-trips; outputs appear atomically."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import stat
+
+import pytest
+
+from imgtag.io.atomic import atomic_open, atomic_write_bytes
+from imgtag.io.writers import WRITERS, make_writer
+
+RECORDS = [
+    {"path": "photos/a.jpg", "labels": [{"label": "dog", "score": 0.912345}, {"label": "grass", "score": 0.5}]},
+    {"path": "photos/fête 日本.jpg", "labels": [{"label": "person", "score": 0.31},  # unsorted input
+                                                 {"label": "horse", "score": 0.98765}]},
+    {"path": "photos/bad.jpg", "error": "photos/bad.jpg: truncated JPEG"},
+    {"path": 'odd, "quoted".jpg', "labels": []},
+]
+GOOD = [r for r in RECORDS if "error" not in r]
+
+
+def write_all(fmt, dest, records=RECORDS):
+    with make_writer(fmt, dest) as w:
+        for r in records:
+            w.write(r)
+
+
+def expected_labels(rec):
+    return [(d["label"], round(d["score"], 4)) for d in sorted(rec["labels"], key=lambda d: -d["score"])]
+
+
+def leftovers(d):
+    return [p.name for p in d.iterdir() if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+def test_jsonl_round_trip(tmp_path):
+    out = tmp_path / "out.jsonl"
+    write_all("jsonl", out)
+    text = out.read_text(encoding="utf-8")
+    assert "fête 日本" in text  # ensure_ascii=False
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert len(rows) == len(RECORDS)
+    for rec, row in zip(RECORDS, rows):
+        assert row["path"] == rec["path"]
+        if "error" in rec:
+            assert row == {"path": rec["path"], "error": rec["error"]}
+        else:
+            assert [(d["label"], d["score"]) for d in row["labels"]] == expected_labels(rec)
+    assert rows[0]["labels"][0] == {"label": "dog", "score": 0.9123}
+    assert rows[1]["labels"][0]["label"] == "horse"  # sorted by score
+
+
+def test_json_round_trip(tmp_path):
+    out = tmp_path / "out.json"
+    write_all("json", out)
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["path"] for r in rows] == [r["path"] for r in RECORDS]
+    assert rows[2] == {"path": "photos/bad.jpg", "error": "photos/bad.jpg: truncated JPEG"}
+    assert [(d["label"], d["score"]) for d in rows[1]["labels"]] == [("horse", 0.9877), ("person", 0.31)]
+
+
+def test_json_empty_run_is_valid(tmp_path):
+    out = tmp_path / "out.json"
+    write_all("json", out, [])
+    assert json.loads(out.read_text()) == []
+
+
+def test_csv_round_trip(tmp_path):
+    out = tmp_path / "out.csv"
+    write_all("csv", out)
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "labels", "scores"]
+    assert [r["path"] for r in rows] == [r["path"] for r in GOOD]  # error rows skipped
+    for rec, row in zip(GOOD, rows):
+        labels = row["labels"].split("|") if row["labels"] else []
+        scores = [float(s) for s in row["scores"].split("|")] if row["scores"] else []
+        assert list(zip(labels, scores)) == expected_labels(rec)
+    assert rows[0]["scores"] == "0.9123|0.5000"
+    assert "\r" not in out.read_text(encoding="utf-8")
+
+
+def test_txt_round_trip(tmp_path):
+    out = tmp_path / "out.txt"
+    write_all("txt", out)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines == ["photos/a.jpg\tdog,grass", "photos/fête 日本.jpg\thorse,person", 'odd, "quoted".jpg\t']
+    parsed = {p: labs.split(",") if labs else [] for p, labs in (line.split("\t") for line in lines)}
+    assert parsed["photos/a.jpg"] == ["dog", "grass"]
+
+
+def test_numpy_like_scores_are_plain_floats(tmp_path):
+    np = pytest.importorskip("numpy")
+    out = tmp_path / "o.jsonl"
+    write_all("jsonl", out, [{"path": "a", "labels": [{"label": "x", "score": np.float32(0.123456)}]}])
+    assert json.loads(out.read_text())["labels"][0]["score"] == 0.1235
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_stdout(fmt, capsys):
+    write_all(fmt, "-")
+    out = capsys.readouterr().out
+    assert "photos/a.jpg" in out
+    assert ("truncated JPEG" in out) == (fmt in ("json", "jsonl"))
+
+
+def test_jsonl_flushes_each_record(monkeypatch):
+    class Spy(io.StringIO):
+        flushed = []
+
+        def flush(self):
+            self.flushed.append(self.getvalue())
+            super().flush()
+
+    spy = Spy()
+    monkeypatch.setattr("sys.stdout", spy)
+    w = make_writer("jsonl", "-").open()
+    w.write(RECORDS[0])
+    assert spy.flushed and spy.flushed[-1].count("\n") == 1  # visible before the next record
+    w.write(RECORDS[1])
+    assert spy.flushed[-1].count("\n") == 2
+    w.close()
+
+
+def test_jsonl_file_is_written_progressively(tmp_path):
+    w = make_writer("jsonl", tmp_path / "o.jsonl").open()
+    w.write(RECORDS[0])
+    (tmp,) = leftovers(tmp_path)  # records reach the temp file as they come
+    assert json.loads((tmp_path / tmp).read_text())["path"] == "photos/a.jpg"
+    assert not (tmp_path / "o.jsonl").exists()
+    w.close()
+    assert (tmp_path / "o.jsonl").exists() and not leftovers(tmp_path)
+
+
+def test_make_writer():
+    assert make_writer("JSONL", "-").fmt == "jsonl"
+    assert make_writer("auto", "x.csv").fmt == "csv"
+    assert make_writer("auto", "x.TXT").fmt == "txt"
+    assert make_writer("auto", "-").fmt == "jsonl"
+    assert make_writer("auto", "results.out").fmt == "jsonl"
+    with pytest.raises(ValueError, match="unknown output format 'xml'"):
+        make_writer("xml", "-")
+    with pytest.raises(RuntimeError):
+        make_writer("jsonl", "-").write(RECORDS[0])
+
+
+# ----------------------------------------------------------------------------- atomicity
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_run_leaves_old_output(tmp_path, fmt, exc):
+    out = tmp_path / f"out.{fmt}"
+    out.write_text("previous results\n")
+    with pytest.raises(exc):
+        with make_writer(fmt, out) as w:
+            w.write(RECORDS[0])
+            w.write(RECORDS[1])
+            raise exc()
+    assert out.read_text() == "previous results\n"
+    assert not leftovers(tmp_path)
+
+
+def test_interrupted_first_run_leaves_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with make_writer("csv", tmp_path / "new.csv") as w:
+            w.write(RECORDS[0])
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_abort(tmp_path):
+    out = tmp_path / "o.json"
+    out.write_text("old")
+    w = make_writer("json", out).open()
+    w.write(RECORDS[0])
+    w.abort()
+    w.close()  # harmless after abort
+    assert out.read_text() == "old" and not leftovers(tmp_path)
+
+
+def test_completed_run_replaces_old_output(tmp_path):
+    out = tmp_path / "o.txt"
+    out.write_text("old")
+    write_all("txt", out)
+    assert out.read_text(encoding="utf-8").startswith("photos/a.jpg\t")
+
+
+def test_permissions_follow_umask_and_existing_file(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "new.bin", b"x")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.bin").st_mode) == 0o644  # not mkstemp's 0o600
+        (tmp_path / "old.bin").write_bytes(b"old")
+        os.chmod(tmp_path / "old.bin", 0o640)
+        atomic_write_bytes(tmp_path / "old.bin", b"new")
+        assert stat.S_IMODE(os.stat(tmp_path / "old.bin").st_mode) == 0o640
+        assert (tmp_path / "old.bin").read_bytes() == b"new"
+    finally:
+        os.umask(old)
+
+
+def test_atomic_open_text_and_failure(tmp_path):
+    p = tmp_path / "f.txt"
+    with atomic_open(p) as f:
+        f.write("héllo\n")
+        assert not p.exists()
+    assert p.read_text(encoding="utf-8") == "héllo\n"
+    with pytest.raises(ValueError):
+        with atomic_open(p) as f:
+            f.write("half")
+            raise ValueError
+    assert p.read_text(encoding="utf-8") == "héllo\n" and not leftovers(tmp_path)
+    with pytest.raises(ValueError, match="write-only"):
+        with atomic_open(p, "r"):
+            pass

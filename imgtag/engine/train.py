@@ -155,7 +155,8 @@ def predict_scores(fn: nn.Module, loader, device, autocast: bool) -> np.ndarray:
     for x in loader:
         x = x[0] if isinstance(x, (list, tuple)) else x
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            out.append(torch.sigmoid(fn(x.to(device)).float()).cpu())
+            x = x.to(device)
+            out.append(torch.sigmoid(fn(x.float() if x.dtype == torch.float16 else x).float()).cpu())
     return torch.cat(out).numpy()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgtag.card import ModelCard, read_card, read_weights, resolve_model
+from imgtag.card import ModelCard, ModelFileError, read_card, read_weights, resolve_model
 from imgtag.models.backbone import Backbone
 from imgtag.models.heads import build_head
 
@@ -79,12 +79,13 @@ def load_model(spec: str | None = None, device: str | torch.device = "cpu") -> t
     """Load a model file set (name, path or ``None`` for the shipped default) in eval mode."""
     wpath, cpath = resolve_model(spec)
     card = read_card(cpath)
-    model = MultiLabelModel(card.architecture, card.num_classes, pretrained=None)
     sd = read_weights(wpath, verify_sha256=card.weights_sha256)
+    try:
+        model = MultiLabelModel(card.architecture, card.num_classes, pretrained=None)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelFileError(f"{cpath}: the card's architecture cannot be built ({e})") from e
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
-        from imgtag.card import ModelFileError
-
         raise ModelFileError(f"{wpath}: weights do not fit the card's architecture "
                              f"({len(missing)} missing e.g. {missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})")
     return model.eval().to(device), card

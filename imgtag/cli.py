@@ -191,6 +191,7 @@ def train(
     out: str = typer.Option("runs/model", "--out", "-o", help="Output folder (checkpoints, model file set)."),
     name: str = typer.Option("", "--name", help="Model name (file stem); default 'model'."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.safetensors."),
+    stop_after: int = typer.Option(0, "--stop-after", help="Stop after N epochs in this run (continue later with --resume)."),
     limit: int = typer.Option(0, "--limit", help="Use only the first N images per split (smoke tests)."),
 ):
     """Train or fine-tune a model; writes OUT/NAME.safetensors + OUT/NAME.json (the model card)."""
@@ -203,7 +204,7 @@ def train(
                       size=size, epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
                       weight_decay=weight_decay, ema=ema, augment=augment, freeze_stages=freeze_stages, cache=cache,
                       patience=patience, seed=seed, grad_clip=grad_clip, workers=workers, device=device, out=out,
-                      name=name, resume=resume, limit=limit,
+                      name=name, resume=resume, stop_after=stop_after, limit=limit,
                       command="imgtag train " + shlex.join(a for a in sys.argv[2:] if a))
     try:
         run(cfg)

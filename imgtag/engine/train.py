@@ -78,6 +78,7 @@ class TrainConfig:
     out: str = "runs/model"
     name: str = ""
     resume: bool = False
+    stop_after: int = 0  # stop after N epochs in this invocation (time-boxed jobs); continue with resume
     limit: int = 0  # use only the first N images of each split (smoke tests)
     command: str = ""
 
@@ -257,11 +258,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
     ema = EMA(model, cfg.ema)
     ddp_rest = nn.parallel.DistributedDataParallel(rest) if distributed else rest
 
-    state = {"epoch": 0, "best_map": -1.0, "best_epoch": -1, "history": []}
+    state = {"epoch": 0, "best_map": -1.0, "best_epoch": -1, "history": [], "epochs": cfg.epochs}
     ckpt = out / "last.safetensors"
     if cfg.resume and ckpt.exists():
         state = _load_checkpoint(ckpt, model, ema, opt, sched)
+        if state.get("epochs", cfg.epochs) != cfg.epochs:
+            raise ValueError(f"{ckpt}: was trained with --epochs {state['epochs']}; resume with the same schedule")
         log(f"resumed from {ckpt} at epoch {state['epoch']}")
+    first_epoch = state["epoch"]
 
     def sample_indices(epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -323,6 +327,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
             dist.broadcast(stop, 0)
         if stop.item():
             log(f"early stop: no val mAP gain for {cfg.patience} epochs")
+            break
+        if cfg.stop_after and epoch + 1 - first_epoch >= cfg.stop_after:
+            log(f"stopping after {cfg.stop_after} epochs as asked; continue with --resume")
             break
 
     result: dict = {}

@@ -41,10 +41,13 @@ def _tagger(model, device, batch_size, workers, threshold=None, top_k=None, excl
     from imgtag.engine.predict import Tagger
 
     try:
-        return Tagger(model, device=device, batch_size=batch_size, workers=workers, threshold=threshold,
-                      top_k=top_k, exclude=exclude, runtime=runtime)
+        t = Tagger(model, device=device, batch_size=batch_size, workers=workers, threshold=threshold,
+                   top_k=top_k, exclude=exclude, runtime=runtime)
     except (ModelFileError, ValueError, RuntimeError) as e:
         _fail(str(e), 2)
+    if runtime == "auto" and t.device.type == "cpu" and t.runtime != "onnx":  # the fast CPU path is missing
+        print(f"imgtag: {t.runtime_reason}; tagging with torch instead (slower on CPU)", file=sys.stderr)
+    return t
 
 
 @app.command()
@@ -258,6 +261,33 @@ def info(model: str = typer.Argument("default", help="Model name or path."),
               + (f", CF1 {extra['CF1']:.2f}, OF1 {extra['OF1']:.2f} (calibrated thresholds)" if extra else ""))
     if card.recipe.get("command"):
         print(f"  trained with: {card.recipe['command']}")
+
+
+@app.command("export")
+def export_(
+    model: str = typer.Argument(..., help="Model name or path."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx (the only format so far)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (default: NAME.onnx in the current directory)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    fixed_size: bool = typer.Option(False, "--fixed-size", help="Fix H×W to the card's input size (default: dynamic H×W when verified)."),
+):
+    """Export a model for deployment: ONNX, input 'images' uint8 RGB N×3×H×W, output 'logits' N×K, the card in its metadata."""
+    from imgtag.card import ModelFileError
+    from imgtag.models.model import load_model
+
+    if fmt != "onnx":
+        _fail(f"--format must be onnx, not {fmt!r}", 2)
+    try:
+        from imgtag.engine.onnx import export_onnx
+
+        net, card = load_model(model)
+        path = export_onnx(net, card, output or f"{Path(card.name).name}.onnx", opset=opset, dynamic_hw=False if fixed_size else None)
+    except ModelFileError as e:
+        _fail(str(e), 2)
+    except (ImportError, RuntimeError, OSError) as e:
+        _fail(str(e))
+    print(f"imgtag: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): images uint8 N×3×H×W (trained at "
+          f"{card.input_size}) → logits N×{card.num_classes}, score = sigmoid(logit)", file=sys.stderr)
 
 
 def main() -> None:

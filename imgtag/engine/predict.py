@@ -130,19 +130,27 @@ class Tagger:
             raise ValueError(f"--runtime must be auto, torch or onnx, not {runtime!r}")
         if runtime == "torch" or (runtime == "auto" and self.cuda):
             return "torch", "asked for" if runtime == "torch" else "CUDA device"
-        try:
+        if self.cuda:
+            raise ValueError("--runtime onnx runs on the CPU only; use --device cpu (or --runtime torch on CUDA)")
+        try:  # first use exports the graph into the user cache (seconds); later runs load it
             from imgtag.engine.onnx import OnnxRunner
-        except ImportError as e:
+
+            self._onnx = OnnxRunner(self.net, self.card)
+        except ImportError as e:  # str(e) is the one-line install hint
             if runtime == "onnx":
                 raise RuntimeError(str(e)) from e
             return "torch", str(e)
-        self._onnx = OnnxRunner(self.net, self.card)
+        except Exception as e:  # noqa: BLE001 - a model ONNX cannot express still runs on torch
+            if runtime == "onnx":
+                raise RuntimeError(f"ONNX export failed: {e}") from e
+            return "torch", f"ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
         return "onnx", "ONNX Runtime is the fastest CPU path"
 
     @property
     def description(self) -> str:
         dev = torch.cuda.get_device_name(self.device) if self.cuda else f"cpu ({torch.get_num_threads()} threads)"
-        return f"device {self.device.type}: {dev}; runtime {self.runtime}; model {self.card.name}"
+        rt = f"onnx ({self._onnx.description})" if self.runtime == "onnx" else self.runtime
+        return f"device {self.device.type}: {dev}; runtime {rt}; model {self.card.name}"
 
     # ---- scoring ------------------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -55,7 +55,7 @@ def tag(
     inputs: list[str] = typer.Argument(None, help="Image files and/or directories (walked recursively)."),
     files_from: Optional[str] = typer.Option(None, "--files-from", "-T", help="Read paths from FILE ('-' = stdin), one per line."),
     null: bool = typer.Option(False, "-0", "--null", help="--files-from is NUL-separated (find -print0)."),
-    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | json | csv | txt | xmp (sidecars)."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | json | csv | txt | xmp (sidecars) | parquet (--engine ray)."),
     output: str = typer.Option("-", "--output", "-o", help="Output file, '-' = stdout (not for xmp)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or path (default: the shipped default)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="One threshold for all labels (default: the card's per-class thresholds)."),
@@ -70,6 +70,9 @@ def tag(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Decode worker processes (default: CPU count, max 8)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still)."),
+    engine: str = typer.Option("local", "--engine", help="local | ray (distributed on a Ray cluster; pip install 'imgtag[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join ('auto', HOST:PORT); default: a local Ray."),
+    actors: Optional[int] = typer.Option(None, "--actors", help="Ray: model replicas (default: one per GPU, else per CPU, of the cluster)."),
 ):
     """Tag images; JSON Lines on stdout by default, one record per image as it completes."""
     from imgtag.engine.tag import run_tag
@@ -87,6 +90,21 @@ def tag(
         spec = parse_shard(shard) if shard else None
     except ValueError as e:
         _fail(str(e), 2)
+    if engine not in ("local", "ray") or (fmt == "parquet" and engine != "ray"):
+        _fail("--engine must be local or ray" if engine not in ("local", "ray") else "--format parquet needs --engine ray", 2)
+    if engine == "ray":  # imgtag/engine/tag_ray.py: same inputs, outputs and sidecars, tagged by Ray actors
+        from imgtag.engine.tag_ray import RayMissing, run_tag_ray
+
+        try:
+            summary = run_tag_ray(paths, model, fmt=fmt, output=output, on_existing=on_existing, shard_spec=spec,
+                                  recursive=recursive, sidecar_naming=sidecar_naming, quiet=quiet, address=ray_address,
+                                  actors=actors, device=device, batch_size=batch_size, threshold=threshold,
+                                  top_k=top_k, exclude=exclude, runtime=runtime)
+        except (RayMissing, FileNotFoundError, ValueError) as e:
+            _fail(str(e), 2)
+        except RuntimeError as e:
+            _fail(str(e), 1)
+        raise typer.Exit(summary.exit_code)
     tagger = _tagger(model, device, batch_size, workers, threshold, top_k, exclude, runtime)
     try:
         summary = run_tag(paths, tagger, fmt=fmt, output=output, on_existing=on_existing, shard_spec=spec,

@@ -47,20 +47,48 @@ def compute_features(prefix: nn.Module, paths, size: int, mean, std, flip: bool 
     return out if out is not None else torch.empty(0), errors
 
 
-def cached_features(prefix: nn.Module, paths, size: int, mean, std, flip: bool, key_parts: dict, **kw) -> torch.Tensor:
-    """Load the features from the cache, or compute and store them (atomically)."""
-    key = cache_key(paths=[str(p) for p in paths], size=size, mean=list(mean), std=list(std), flip=flip, **key_parts)
-    f = cache_dir() / f"{key}.safetensors"
-    if f.exists():
+def _load(path: Path) -> torch.Tensor | None:
+    if path.exists():
         try:
-            return load_file(str(f))["features"]
+            return load_file(str(path))["features"]
         except Exception:  # noqa: BLE001 - a broken cache file is recomputed, never trusted
-            f.unlink(missing_ok=True)
-    feats, errors = compute_features(prefix, paths, size, mean, std, flip=flip, **kw)
-    if errors:
-        raise RuntimeError(f"{len(errors)} training images failed to decode, e.g. {errors[0]}")
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+            path.unlink(missing_ok=True)
+    return None
+
+
+@torch.inference_mode()
+def _run_stages(stages: nn.Module, feats: torch.Tensor, batch_size: int, device: str) -> torch.Tensor:
+    stages = stages.eval().to(device)
+    out = [stages(feats[i:i + batch_size].to(device).float()).half().cpu() for i in range(0, len(feats), batch_size)]
+    return torch.cat(out)
+
+
+def cached_features(stages: list[nn.Module], k: int, paths, size: int, mean, std, flip: bool, key_parts: dict,
+                    batch_size: int = 32, device: str = "cpu", **kw) -> torch.Tensor:
+    """Output of the first ``k`` frozen ``stages`` for ``paths``: from the cache, else computed and stored.
+
+    A cache of a shorter prefix (same images and weights) is reused: only the stages in between are run.
+    """
+    def path(j: int) -> Path:
+        parts = {**key_parts, "stages": j}
+        return cache_dir() / f"{cache_key(paths=[str(p) for p in paths], size=size, mean=list(mean), std=list(std), flip=flip, **parts)}.safetensors"
+
+    target = path(k)
+    feats = _load(target)
+    if feats is not None:
+        return feats
+    for j in range(k - 1, 0, -1):
+        shorter = _load(path(j))
+        if shorter is not None:
+            feats = _run_stages(nn.Sequential(*stages[j:k]), shorter, batch_size, device)
+            break
+    else:
+        feats, errors = compute_features(nn.Sequential(*stages[:k]), paths, size, mean, std, flip=flip,
+                                         batch_size=batch_size, device=device, **kw)
+        if errors:
+            raise RuntimeError(f"{len(errors)} training images failed to decode, e.g. {errors[0]}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     save_file({"features": feats.contiguous()}, str(tmp))
-    os.replace(tmp, f)
+    os.replace(tmp, target)
     return feats

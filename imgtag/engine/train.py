@@ -232,12 +232,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
     use_cache = cfg.cache and cfg.freeze_stages != 0 and cfg.augment in ("none", "flip")
     workers = cfg.workers
     if use_cache:
-        key = {"backbone": cfg.backbone, "pretrained": str(cfg.pretrained), "stages": cfg.freeze_stages}
+        key = {"backbone": cfg.backbone, "pretrained": str(cfg.pretrained)}
+        stages, k = model.stage_list(), model.frozen_count(cfg.freeze_stages)
         kw = dict(batch_size=max(cfg.batch_size, 32), workers=workers, device=str(device))
-        feats = [cached_features(prefix, train_ds.paths, cfg.size, norm["mean"], norm["std"], flip=False, key_parts=key, **kw)]
+        feats = [cached_features(stages, k, train_ds.paths, cfg.size, norm["mean"], norm["std"], flip=False, key_parts=key, **kw)]
         if cfg.augment == "flip":
-            feats.append(cached_features(prefix, train_ds.paths, cfg.size, norm["mean"], norm["std"], flip=True, key_parts=key, **kw))
-        val_feats = cached_features(prefix, val_ds.paths, cfg.size, norm["mean"], norm["std"], flip=False, key_parts=key, **kw)
+            feats.append(cached_features(stages, k, train_ds.paths, cfg.size, norm["mean"], norm["std"], flip=True, key_parts=key, **kw))
+        val_feats = cached_features(stages, k, val_ds.paths, cfg.size, norm["mean"], norm["std"], flip=False, key_parts=key, **kw)
         log(f"cached frozen features {tuple(feats[0].shape[1:])} for {len(feats)}×{len(train_ds)} train + {len(val_ds)} val images")
         n = len(train_ds)
         train_set = TensorDataset(torch.cat(feats), train_ds.targets.repeat(len(feats), 1), train_ds.masks.repeat(len(feats), 1))
@@ -288,8 +289,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
         prefix.eval()
         t0, total, seen = time.time(), 0.0, 0
         idx = sample_indices(epoch)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=idx.tolist(), drop_last=False,
-                            num_workers=0 if use_cache else (workers if workers is not None else min(4, os.cpu_count() or 1)))
+        if use_cache:  # index the cached tensors directly: no per-sample collation
+            loader = (tuple(t[idx[i:i + cfg.batch_size]] for t in train_set.tensors) for i in range(0, len(idx), cfg.batch_size))
+        else:
+            loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=idx.tolist(), drop_last=False,
+                                num_workers=workers if workers is not None else min(4, os.cpu_count() or 1))
         for xb, yb, mb in loader:
             xb, yb, mb = xb.to(device, non_blocking=True), yb.to(device), mb.to(device)
             if not use_cache:

@@ -50,14 +50,20 @@ class MultiLabelModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.neck(self.backbone(x)))
 
+    def stage_list(self) -> list[nn.Module]:
+        """The backbone as ordered stages (EfficientNet-like), or as one stage."""
+        return self.backbone.stages() or [self.backbone]
+
+    def frozen_count(self, frozen_stages: int) -> int:
+        """Number of leading stages ``frozen_stages`` means (-1 = all); validated."""
+        n = len(self.stage_list())
+        if n == 1 and frozen_stages not in (0, -1, 1):
+            raise ValueError(f"{self.backbone.name}: partial freezing needs an EfficientNet-like backbone; use 0 or -1 (all)")
+        return n if frozen_stages < 0 else min(frozen_stages, n)
+
     def split(self, frozen_stages: int) -> tuple[nn.Module, nn.Module]:
         """``(prefix, rest)`` with ``rest(prefix(x)) == self(x)``; the prefix holds the first stages."""
-        stages = self.backbone.stages()
-        if stages is None:
-            if frozen_stages not in (0, -1):
-                raise ValueError(f"{self.backbone.name}: partial freezing needs an EfficientNet-like backbone; use 0 or -1 (all)")
-            stages = [self.backbone]
-        k = len(stages) if frozen_stages < 0 else min(frozen_stages, len(stages))
+        stages, k = self.stage_list(), self.frozen_count(frozen_stages)
         return nn.Sequential(*stages[:k]), nn.Sequential(*stages[k:], self.neck, self.head)
 
 

@@ -170,15 +170,16 @@ class RayTagger:
             return f"{path}: sidecar not written: {e}"
 
 
-def tag_dataset(ds, model: str | Path | None = None, actors: int = 2, num_gpus: float = 0, batch_size: int | None = None,
-                num_cpus: float = 1, retries: int | None = None, ship_model: bool = True, write_sidecars: bool = False,
+def tag_dataset(ds, model: str | Path | None = None, actors: int | tuple[int, int] = 2, num_gpus: float = 0,
+                batch_size: int | None = None, num_cpus: float = 1, retries: int | None = None, ship_model: bool = True, write_sidecars: bool = False,
                 sidecar_mode: str = "merge", sidecar_naming: str = "auto", **tagger_kw):
     """Tag a Ray Dataset of paths (``path``) or encoded images (``bytes`` + ``path``); returns the lazy
     Dataset of ``path, labels, scores, error`` rows (see :class:`RayTagger`).
 
-    ``actors``: model replicas, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs (1: one GPU per actor).
+    ``actors``: model replicas, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs (1: one GPU per actor); an
+    int is a fixed pool, ``(min, max)`` autoscales. When the dataset reads files (``read_binary_files``), leave
+    CPUs to the read tasks: fewer actors than CPUs, or ``(1, n)``, else the reads wait for CPUs forever.
     ``ship_model``: send the model files through the object store (worker nodes need not have them).
-    The pool autoscales from one actor up to ``actors``, leaving CPUs to read tasks (``read_binary_files``).
     Fault tolerance is Ray Data's: a dead actor is restarted and its batch retried, without limit unless
     ``retries`` (max_task_retries; a deprecated remote argument since Ray 2.60) says otherwise.
     Other keywords go to :class:`RayTagger` / :class:`imgtag.Tagger`.
@@ -194,6 +195,6 @@ def tag_dataset(ds, model: str | Path | None = None, actors: int = 2, num_gpus: 
     kw = dict(model=None if ship_model else (str(model) if model else None), files=files, write_sidecars=write_sidecars,
               sidecar_mode=sidecar_mode, sidecar_naming=sidecar_naming, **tagger_kw)
     remote = {} if retries is None else {"max_restarts": -1, "max_task_retries": retries}
+    lo, hi = actors if isinstance(actors, tuple) else (actors, actors)
     return ds.map_batches(RayTagger, fn_constructor_kwargs=kw, batch_size=batch_size, batch_format="numpy",
-                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
-                          num_cpus=num_cpus, num_gpus=num_gpus or None, **remote)
+                          compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi), num_cpus=num_cpus, num_gpus=num_gpus or None, **remote)

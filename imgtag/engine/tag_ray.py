@@ -154,7 +154,7 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
         gpus = int(res.get("GPU", 0)) if device in ("auto", None) or str(device).startswith("cuda") else 0
         if str(device).startswith("cuda") and not gpus:
             raise ValueError("--device cuda asked for, but the Ray cluster has no GPU")
-        n = actors or max(1, gpus or int(res.get("CPU", 1)))
+        n = actors or max(1, gpus or int(res.get("CPU", 1)))  # URIs: an autoscaling pool leaves CPUs to the reads
         out = None
         if uris:
             exts = sorted(e.lstrip(".") for e in image_extensions())
@@ -162,7 +162,7 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
         elif todo:
             ds = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=min(len(todo), n * 4))
         if uris or todo:
-            out = tag_dataset(ds, model, actors=n, num_gpus=1 if gpus else 0, batch_size=batch_size,
+            out = tag_dataset(ds, model, actors=(1, n) if uris else n, num_gpus=1 if gpus else 0, batch_size=batch_size,
                               write_sidecars=fmt == "xmp", sidecar_mode="overwrite" if on_existing == "overwrite" else "merge",
                               sidecar_naming=sidecar_naming, threshold=threshold, top_k=top_k, exclude=list(exclude),
                               runtime=runtime if runtime != "auto" else "torch")

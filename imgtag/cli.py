@@ -285,9 +285,12 @@ def info(model: str = typer.Argument("default", help="Model name or path."),
 def export_(
     model: str = typer.Argument(..., help="Model name or path."),
     fmt: str = typer.Option("onnx", "--format", "-f", help="onnx (the only format so far)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (default: NAME.onnx in the current directory)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (default: NAME.onnx, or NAME-int8.onnx, in the current directory)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     fixed_size: bool = typer.Option(False, "--fixed-size", help="Fix H×W to the card's input size (default: dynamic H×W when verified)."),
+    int8: bool = typer.Option(False, "--int8", help="Static int8 quantisation (needs --calib; fixed H×W): ~1.6× faster on CPU, scores shift a little."),
+    calib: Optional[str] = typer.Option(None, "--calib", help="--int8: training images to calibrate on (folder, or a file listing paths)."),
+    calib_count: int = typer.Option(128, "--calib-count", help="--int8: number of calibration images drawn."),
 ):
     """Export a model for deployment: ONNX, input 'images' uint8 RGB N×3×H×W, output 'logits' N×K, the card in its metadata."""
     from imgtag.card import ModelFileError
@@ -295,17 +298,29 @@ def export_(
 
     if fmt != "onnx":
         _fail(f"--format must be onnx, not {fmt!r}", 2)
+    if int8 != bool(calib):
+        _fail("--int8 and --calib go together (int8 is calibrated on training images)", 2)
     try:
-        from imgtag.engine.onnx import export_onnx
+        from imgtag.engine.onnx import export_onnx, quantize_int8
 
         net, card = load_model(model)
-        path = export_onnx(net, card, output or f"{Path(card.name).name}.onnx", opset=opset, dynamic_hw=False if fixed_size else None)
+        out = output or f"{Path(card.name).name}{'-int8' if int8 else ''}.onnx"
+        dyn = False if fixed_size else None
+        if int8:
+            from imgtag.io.discover import iter_image_paths
+
+            src = Path(calib)
+            files = ([ln for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()] if src.is_file()
+                     else list(iter_image_paths([src])))
+            path = quantize_int8(net, card, out, files, n=calib_count, opset=opset)  # fixed H×W
+        else:
+            path = export_onnx(net, card, out, opset=opset, dynamic_hw=dyn)
     except ModelFileError as e:
         _fail(str(e), 2)
-    except (ImportError, RuntimeError, OSError) as e:
+    except (ImportError, RuntimeError, OSError, ValueError) as e:
         _fail(str(e))
-    print(f"imgtag: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): images uint8 N×3×H×W (trained at "
-          f"{card.input_size}) → logits N×{card.num_classes}, score = sigmoid(logit)", file=sys.stderr)
+    print(f"imgtag: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{', int8' if int8 else ''}): images uint8 N×3×H×W "
+          f"(trained at {card.input_size}) → logits N×{card.num_classes}, score = sigmoid(logit)", file=sys.stderr)
 
 
 def main() -> None:

@@ -172,3 +172,22 @@ def test_cli_export(tiny_model, tmp_path, monkeypatch):
     assert r.exit_code == 0 and (tmp_path / "sub" / "x.onnx").is_file()
     assert CliRunner().invoke(app, ["export", str(tiny_model), "--format", "tflite"]).exit_code == 2
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_cli_export_int8(tiny_model, tmp_path, data_dir, photos):
+    out = tmp_path / "q.onnx"
+    r = CliRunner().invoke(app, ["export", str(tiny_model), "--int8", "--calib", str(data_dir), "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    meta = read_metadata(out)
+    assert meta["imgtag_precision"] == "int8" and meta["imgtag_calibration"].startswith("5 of 5 images")
+    assert json.loads(meta["imgtag_card"])["name"] == "tiny"
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(out)).graph.node)
+    x = torch.stack([torch.from_numpy(load_resized(p, 64)).permute(2, 0, 1) for p in photos]).numpy()
+    got = sess.run(None, {"images": x})[0]
+    net, card = load_model(str(tiny_model))
+    ref = torch_logits(net, card, x)
+    assert got.shape == ref.shape and np.isfinite(got).all()  # accuracy: measured on VOC, benchmarks/RESULTS.md
+    assert sess.get_inputs()[0].shape[1:] == [3, 64, 64]  # int8: fixed size, the calibrated one
+    assert sess.run(None, {"images": x[:2]})[0].shape == (2, 3)  # dynamic batch
+    assert CliRunner().invoke(app, ["export", str(tiny_model), "--int8"]).exit_code == 2

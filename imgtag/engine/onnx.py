@@ -12,8 +12,8 @@
   rebuilt, never trusted.
 
 Why: on a small CPU, ONNX Runtime runs EfficientNet-Lite 2.5-4x faster than torch eager (fused
-conv+BN+activation, NCHWc kernels; see benchmarks/RESULTS.md). Precision is fp32 (same logits as torch
-within ~1e-5); no int8/bf16 path.
+conv+BN+activation, NCHWc kernels; see benchmarks/RESULTS.md). Tagging runs fp32 (same logits as torch
+within ~1e-5); :func:`quantize_int8` (``imgtag export --int8``) is an opt-in int8 export for deployment.
 """
 from __future__ import annotations
 
@@ -85,12 +85,15 @@ def _probe(n: int, h: int, w: int) -> torch.Tensor:
 
 
 def session_options(ort, threads: int | None = None):
-    """Measured on 2 cores (benchmarks/RESULTS.md): ALL optimisations, sequential, intra-op threads = cores."""
+    """ALL graph optimisations, sequential, intra-op threads = ``threads`` or $IMGTAG_ORT_THREADS or physical cores."""
     o = ort.SessionOptions()
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    o.intra_op_num_threads = threads or physical_cores()
+    o.intra_op_num_threads = threads or int(os.environ.get("IMGTAG_ORT_THREADS") or 0) or physical_cores()
     o.inter_op_num_threads = 1
+    # idle threads sleep instead of spinning: they would take CPU from the decode workers and from other jobs
+    # (2 cores, shared: 24.6 vs 19.9 img/s model-only, 18.9 vs 16.9 end to end; see benchmarks/RESULTS.md)
+    o.add_session_config_entry("session.intra_op.allow_spinning", "0")
     o.log_severity_level = 3  # errors only: keep stderr for people
     return o
 
@@ -139,7 +142,7 @@ def export_bytes(model: MultiLabelModel, card: ModelCard, opset: int = DEFAULT_O
             proto = onnx.load_from_string(f.getvalue())
             for k, v in {**meta, "imgtag_dynamic_hw": str(dyn).lower()}.items():
                 proto.metadata_props.add(key=k, value=v)
-            proto.doc_string = f"imgtag model {card.name}: uint8 RGB N×3×H×W -> logits N×{card.num_classes} (score = sigmoid)"
+            proto.doc_string = f"imgtag {card.name}: uint8 RGB N×3×H×W -> logits N×{card.num_classes}, score = sigmoid"
             onnx.checker.check_model(proto)
             data = proto.SerializeToString()
             sess = _session(ort, data)
@@ -151,7 +154,8 @@ def export_bytes(model: MultiLabelModel, card: ModelCard, opset: int = DEFAULT_O
             problems.append(f"{'dynamic' if dyn else 'fixed'} size: {problem}")
     finally:
         model.train(was_training)
-    raise RuntimeError(f"ONNX export of {card.name} ({json.dumps(card.architecture)}) does not match torch: {'; '.join(problems)}")
+    raise RuntimeError(f"ONNX export of {card.name} ({json.dumps(card.architecture)}) does not match torch: "
+                       + "; ".join(problems))
 
 
 def export_onnx(model: MultiLabelModel, card: ModelCard, path: str | Path, opset: int = DEFAULT_OPSET,
@@ -171,6 +175,64 @@ def export_onnx(model: MultiLabelModel, card: ModelCard, path: str | Path, opset
     return path
 
 
+def quantize_int8(model: MultiLabelModel, card: ModelCard, path: str | Path, calib_paths, n: int = 128,
+                  opset: int = DEFAULT_OPSET, dynamic_hw: bool = False, seed: int = 0) -> Path:
+    """Opt-in int8 export: ONNX Runtime static quantisation calibrated on ``n`` images drawn from ``calib_paths``
+    (training images, preprocessed exactly as tagging does). QDQ, per-channel int8 weights, uint8 activations,
+    MinMax calibration. Measured (benchmarks/RESULTS.md, Lite2-352 GAP, VOC07 val): mAP 84.93 → 85.11, but the
+    card's thresholds were calibrated on fp32 scores (CF1 81.49 → 80.07); 1.6× images/s on 2 CPU cores.
+    Metadata as :func:`export_onnx` plus ``imgtag_precision`` = ``int8`` and ``imgtag_calibration``. H×W is fixed
+    by default: calibration is at the card's size, and ORT's QLinearConv rejects some small maps that fp32 runs."""
+    import tempfile
+
+    onnx, _ = _require()
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from imgtag.io.decode import DecodeError, load_resized
+
+    paths = [str(p) for p in calib_paths]
+    if not paths:
+        raise ValueError("int8 calibration needs images (use training images)")
+    pick = sorted(np.random.default_rng(seed).choice(len(paths), min(n, len(paths)), replace=False))
+    S = int(card.input_size)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.todo = iter([paths[i] for i in pick])
+
+        def get_next(self):
+            batch = []
+            for p in self.todo:
+                try:
+                    batch.append(load_resized(p, S).transpose(2, 0, 1))
+                except DecodeError:
+                    continue
+                if len(batch) == 16:
+                    break
+            return {"images": np.stack(batch)} if batch else None
+
+    with tempfile.TemporaryDirectory() as d:
+        fp32, pre, q8 = (Path(d) / f for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        fp32.write_bytes(export_bytes(model, card, opset, dynamic_hw))
+        meta = read_metadata(fp32)
+        quant_pre_process(str(fp32), str(pre))
+        quantize_static(str(pre), str(q8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        proto = onnx.load(str(q8))
+    del proto.metadata_props[:]
+    meta.update(imgtag_precision="int8", imgtag_calibration=f"{len(pick)} of {len(paths)} images, seed {seed}, MinMax")
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(proto)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, proto.SerializeToString())
+    return path
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The ``metadata_props`` of an exported file (``imgtag_card`` etc.), without loading the weights."""
     onnx, _ = _require()
@@ -182,8 +244,9 @@ class OnnxRunner:
 
     The graph is exported on first use into ``cache_dir`` (default :func:`onnx_cache_dir`) under a key of the
     weights sha256, architecture, normalisation, input size and the imgtag/torch/opset versions, so a changed
-    model file never runs a stale graph and later runs only load it (~0.1 s). ``threads``: ORT intra-op
-    threads (default: physical cores). ``exported`` says whether this instance had to export.
+    model file never runs a stale graph and later runs only load it (~0.3 s). ``threads``: ORT intra-op threads
+    (default: $IMGTAG_ORT_THREADS, else physical cores). ``exported``: whether this instance had to export.
+    The model must be on the CPU (``load_model`` puts it there).
     """
 
     opset = DEFAULT_OPSET
@@ -194,7 +257,7 @@ class OnnxRunner:
         from imgtag import __version__
 
         self.ort, self.card = ort, card
-        self.threads = threads or physical_cores()
+        self.threads = threads or int(os.environ.get("IMGTAG_ORT_THREADS") or 0) or physical_cores()
         self.sha = weights_id(net, card)
         parts = {"weights": self.sha, "architecture": card.architecture, "classes": card.num_classes,
                  "mean": list(card.mean), "std": list(card.std), "size": int(card.input_size),

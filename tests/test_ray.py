@@ -179,6 +179,23 @@ def test_cli_ray_matches_local_jsonl_parquet_and_sidecars(tiny_model, many, bad,
     assert not [p for p in Path(root).rglob(".*")], "temp files left behind"
 
 
+def test_cli_uri_input_read_by_ray_and_resumed(tiny_model, photos, tmp_path):
+    src = tmp_path / "bucket"
+    src.mkdir()
+    for p in photos:
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "bad.jpg").write_bytes(b"nope")
+    out = tmp_path / "tags.jsonl"
+    r = tag(f"file://{src}", "-m", tiny_model, "--engine", "ray", "--actors", "1", "-o", out)
+    assert r.exit_code == 1 and "1 failed" in r.stderr
+    recs = records(out.read_text())
+    assert sorted(recs) == sorted(f"file://{src}/{n}" for n in [*(p.name for p in photos), "bad.jpg"])
+    assert recs[f"file://{src}/bad.jpg"]["error"].startswith(f"file://{src}/bad.jpg: ")
+    r = tag(f"file://{src}", "-m", tiny_model, "--engine", "ray", "--actors", "1", "-o", out, "--on-existing", "skip")
+    assert f"{len(photos)} skipped" in r.stderr and "0 tagged" in r.stderr
+    assert sorted(records(out.read_text())) == sorted(recs)  # each once: kept or re-tried (the bad one)
+
+
 def test_cli_usage_errors_and_missing_ray(tiny_model, photos, monkeypatch):
     r = tag(photos[0], "-m", tiny_model, "-f", "parquet", "-o", "x.parquet")
     assert r.exit_code == 2 and "--engine ray" in r.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from imgtag.engine.tag import FORMATS, TagSummary, _existing_records, _progress
@@ -92,7 +93,7 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
         import ray
     except ImportError as e:
         raise RayMissing(INSTALL_HINT) from e
-    from imgtag.card import ModelFileError, read_card, resolve_model
+    from imgtag.card import ModelFileError, read_card, read_weights, resolve_model
     from imgtag.io.discover import image_extensions, iter_image_paths, shard
     from imgtag.io.writers import make_writer
     from imgtag.io.xmp import read_sidecar_labels, sidecar_path
@@ -106,16 +107,22 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
         raise ValueError("--format parquet needs -o FILE (a path or a URI)")
     if _is_uri(output) and fmt != "parquet":
         raise ValueError("-o URI is for --format parquet only")
-    try:
-        card = read_card(resolve_model(model)[1])
+    try:  # a broken model file fails here, not in every actor
+        wpath, cpath = resolve_model(model)
+        card = read_card(cpath)
+        read_weights(wpath, verify_sha256=card.weights_sha256)
     except ModelFileError as e:
         raise ValueError(str(e)) from e
     unknown = sorted(set(exclude) - set(card.labels))
     if unknown:
         raise ValueError(f"--exclude: unknown label(s) {', '.join(unknown)}; the model knows {', '.join(card.labels)}")
     uris = [str(i) for i in inputs if _is_uri(i)]
-    if uris and (fmt == "xmp" or len(uris) != len(inputs) or shard_spec):
-        raise ValueError("URIs (s3://...) cannot be mixed with local paths, --shard or --format xmp")
+    if uris and (fmt == "xmp" or len(uris) != len(inputs) or shard_spec or len({u.split("://")[0] for u in uris}) > 1):
+        raise ValueError("URIs (s3://...) cannot be mixed with local paths or other schemes, --shard or --format xmp")
+    scheme = uris[0].split("://")[0] + "://" if uris else ""
+
+    def uri(path: str) -> str:  # Ray reports bucket/key: results name the object by its URI
+        return path if not scheme or "://" in path else scheme + path
     paths = [] if uris else [str(p) for p in iter_image_paths(inputs, recursive=recursive)]
     if shard_spec:
         paths = [str(p) for p in shard(paths, *shard_spec)]
@@ -148,6 +155,7 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
     logs["ray.data"].setLevel(logging.WARNING)  # no per-dataset INFO lines: our summary line says it
     logs["ray.data._internal.progress"].setLevel(logging.ERROR)  # nor "progress bars disabled": ours is on
     progress = writer = None
+    seen: set[str] = set()  # URIs: paths tagged by this run (the listing is only known as results come)
     t0 = time.time()
     try:
         res = ray.cluster_resources()
@@ -168,11 +176,14 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
                               runtime=runtime if runtime != "auto" else "torch")
         if uris and on_existing == "skip" and old:
             done = set(old)
-            out = out.filter(lambda r: r["path"] not in done)  # read and tagged again: only the output is spared
+            summary.skipped = len(done)  # URIs: the earlier results kept (the listing is Ray's)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "use expr instead of fn": a set look-up has no expression
+                out = out.filter(lambda r: uri(r["path"]) not in done)  # tagged again: only the output is spared
         if fmt != "xmp":
             writer = _ParquetOut(output) if fmt == "parquet" else make_writer(fmt, output).open()
             retag = set(todo)
-            for p, r in ([] if uris else old.items()):  # earlier results of images this run does not re-tag
+            for p, r in ({} if uris else old).items():  # earlier results of images this run does not re-tag
                 if p not in retag:
                     writer.write(r)
         if not quiet:
@@ -181,9 +192,15 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
                                  f"ray engine ({where}, {len(ray.nodes())} node(s)): up to {n} actor(s), "
                                  f"{'1 GPU' if gpus else '1 CPU'} each; model {card.name}")
         for table in out.iter_batches(batch_size=None, batch_format="pyarrow") if out is not None else ():
+            rows = table.to_pylist()
+            for r in rows if scheme else ():
+                p = uri(r["path"])
+                r["error"] = r["error"].replace(r["path"], p, 1)
+                r["path"] = p
+                seen.add(p)
             if fmt == "parquet":
-                writer.write_table(table)
-            for r in table.to_pylist():
+                writer.write_table(table if not scheme else table.from_pylist(rows, schema=table.schema))
+            for r in rows:
                 if r["error"]:
                     summary.failed.append(r["error"])
                     err(r["error"])
@@ -207,6 +224,8 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
         if progress:
             progress.stop()
         if writer:
+            for p in [p for p in old if p not in seen] if uris else ():  # URIs: earlier results not re-tagged, kept last
+                writer.write(old[p])
             writer.close()  # complete records only: safe to resume from
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
         for name, log in logs.items():

@@ -3,11 +3,11 @@
 The Python API (the same objects the CLI uses; imported on first use, so ``import imgtag`` stays light)::
 
     import imgtag
-    preds = imgtag.tag(["photos/a.jpg", "photos/"], model="voc-lite2", threshold=0.4)
+    preds = imgtag.tag(["photos/a.jpg", "photos/"], threshold=0.4)
     for p in preds:
         print(p.path, p.labels, p.error)          # labels: [(label, score), ...], best first
 
-    tagger = imgtag.Tagger("voc-lite2")           # load once, tag many times
+    tagger = imgtag.Tagger("runs/model")         # load once (a name or path), tag many times
     preds = tagger.tag_images([pil_image])        # PIL images, e.g. in a notebook
 
 ``tag``, ``Tagger``, ``Prediction``, ``load_model``, ``ModelCard``; distributed tagging: :mod:`imgtag.ray`.

@@ -10,13 +10,13 @@ as ``ray.data.read_binary_files(..., include_paths=True)`` gives). A file that f
 
 >>> import ray, imgtag.ray
 >>> ds = ray.data.read_binary_files("s3://bucket/photos", include_paths=True)
->>> imgtag.ray.tag_dataset(ds, model="voc-lite2", actors=8).write_parquet("s3://bucket/tags")
+>>> imgtag.ray.tag_dataset(ds, model="runs/model", actors=(1, 8)).write_parquet("s3://bucket/tags")
 
 or, with paths on a share every node mounts, and sidecars::
 
     ds = ray.data.from_items([{"path": p} for p in paths])
-    ds = ds.map_batches(RayTagger, fn_constructor_kwargs={"model": "voc-lite2", "write_sidecars": True},
-                        concurrency=4, num_gpus=1, batch_size=64)
+    ds = ds.map_batches(RayTagger, fn_constructor_kwargs={"model": "runs/model", "write_sidecars": True},
+                        compute=ray.data.ActorPoolStrategy(size=4), num_gpus=1, batch_size=64)
 
 :func:`tag_dataset` sends the model files to the actors through the object store, so worker nodes need
 imgtag installed but not the model. Actors that die (node lost, OOM kill) are restarted and their batch
@@ -25,7 +25,6 @@ retried (Ray Data's fault tolerance).
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import tempfile
 from pathlib import Path

@@ -75,8 +75,9 @@ def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str =
     writer = make_writer(fmt, output) if fmt != "xmp" else None
     if writer:
         writer.open()
+        redo = set(todo)
         for p, r in old.items():  # keep earlier results of images this run does not re-tag
-            if p not in set(todo):
+            if p not in redo:
                 writer.write(r)
     t0 = time.time()
     progress = None if quiet else _progress(console, len(todo), tagger.description)

@@ -107,9 +107,9 @@ def test_cache_hit_invalidation_and_corrupt_file(tiny_model, tmp_path):
     net, card = load_model(str(tiny_model))
     first = OnnxRunner(net, card)
     assert first.exported and first.path.is_file() and first.path.parent == tmp_path / "cache" / "onnx"
-    mtime = first.path.stat().st_mtime_ns
-    second = OnnxRunner(net, card)  # cache hit: no export, file untouched
-    assert not second.exported and second.path == first.path and first.path.stat().st_mtime_ns == mtime
+    inode = first.path.stat().st_ino
+    second = OnnxRunner(net, card)  # cache hit: no export, the file is not rewritten (atomic writes change the inode)
+    assert not second.exported and second.path == first.path and first.path.stat().st_ino == inode
     x = np.random.default_rng(1).integers(0, 256, (2, 3, 64, 64), dtype=np.uint8)
     np.testing.assert_array_equal(first(x), second(x))
 
@@ -191,3 +191,14 @@ def test_cli_export_int8(tiny_model, tmp_path, data_dir, photos):
     assert sess.get_inputs()[0].shape[1:] == [3, 64, 64]  # int8: fixed size, the calibrated one
     assert sess.run(None, {"images": x[:2]})[0].shape == (2, 3)  # dynamic batch
     assert CliRunner().invoke(app, ["export", str(tiny_model), "--int8"]).exit_code == 2
+
+
+def test_cache_keeps_the_most_recently_used(tmp_path, monkeypatch):
+    d = tmp_path / "c"
+    d.mkdir()
+    for i in range(5):
+        (d / f"{i}.onnx").write_bytes(b"x")
+        os.utime(d / f"{i}.onnx", (1000 + i, 1000 + i))
+    os.utime(d / "0.onnx")  # used just now
+    onnx_mod._prune(d, keep=3)
+    assert sorted(f.name for f in d.iterdir()) == ["0.onnx", "3.onnx", "4.onnx"]

@@ -239,12 +239,22 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
+CACHE_KEEP = 8  # exported graphs kept in the cache (least recently used go first)
+
+
+def _prune(d: Path, keep: int = CACHE_KEEP) -> None:
+    files = sorted(d.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for f in files[keep:]:
+        f.unlink(missing_ok=True)
+
+
 class OnnxRunner:
     """``runner(uint8 N×3×S×S numpy) -> float32 logits N×K`` with ONNX Runtime on the CPU.
 
     The graph is exported on first use into ``cache_dir`` (default :func:`onnx_cache_dir`) under a key of the
     weights sha256, architecture, normalisation, input size and the imgtag/torch/opset versions, so a changed
-    model file never runs a stale graph and later runs only load it (~0.3 s). ``threads``: ORT intra-op threads
+    model file never runs a stale graph and later runs only load it (~0.3 s); the cache keeps the
+    :data:`CACHE_KEEP` most recently used graphs. ``threads``: ORT intra-op threads
     (default: $IMGTAG_ORT_THREADS, else physical cores). ``exported``: whether this instance had to export.
     The model must be on the CPU (``load_model`` puts it there).
     """
@@ -272,6 +282,7 @@ class OnnxRunner:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(self.path, data)
+                _prune(self.path.parent)
             except OSError:  # read-only cache: run from memory, export again next time
                 pass
             self.session = _session(ort, data, self.threads)
@@ -285,6 +296,10 @@ class OnnxRunner:
             sess = _session(self.ort, self.path, self.threads)
             meta = sess.get_modelmeta().custom_metadata_map
             if meta.get("weights_sha256") == self.sha and meta.get("imgtag_cache_key") == self.key:
+                try:
+                    os.utime(self.path)  # mark as recently used for _prune
+                except OSError:
+                    pass
                 return sess
         except Exception:  # noqa: BLE001 - corrupt/truncated file: rebuilt below
             pass

@@ -46,3 +46,17 @@ def tiny_model(tmp_path_factory) -> Path:
     card = ModelCard(name="tiny", labels=LABELS, architecture=arch, input_size=64, thresholds=[0.5, 0.5, 0.0])
     _, c = save_model(model, card, tmp_path_factory.mktemp("models") / "tiny")
     return c
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep exported ONNX graphs and feature caches of the test run out of the user's cache directory."""
+    import os
+
+    old = os.environ.get("IMGTAG_CACHE")
+    os.environ["IMGTAG_CACHE"] = str(tmp_path_factory.mktemp("imgtag-cache"))
+    yield
+    if old is None:
+        os.environ.pop("IMGTAG_CACHE", None)
+    else:
+        os.environ["IMGTAG_CACHE"] = old

@@ -52,7 +52,7 @@ def test_registry():
     f = FocalLoss()
     assert (f.gamma, f.alpha) == (2, None)
     m = AMBinaryLoss(s=S)
-    assert (m.m, m.k, m.gamma_pos, m.gamma_neg) == (0.35, 0.7, 0, 0)
+    assert (m.m, m.k, m.gamma_pos, m.gamma_neg) == (0.0, 0.7, 0, 0)
 
 
 def test_default_scale():

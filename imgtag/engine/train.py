@@ -41,7 +41,7 @@ from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
 from imgtag.io.decode import load_resized
 from imgtag.models.backbone import pretrained_config
 from imgtag.models.heads import HEADS, cooccurrence_probability
-from imgtag.models.losses import build_loss, default_scale
+from imgtag.models.losses import AM_BINARY_SCALE, build_loss
 from imgtag.models.model import MultiLabelModel
 
 
@@ -84,7 +84,7 @@ class TrainConfig:
 
     def architecture(self, num_classes: int) -> dict[str, Any]:
         cosine = self.loss == "am-binary"
-        scale = float(self.loss_args.get("s", default_scale(num_classes))) if cosine else 1.0
+        scale = float(self.loss_args.get("s", AM_BINARY_SCALE)) if cosine else 1.0
         head_args = {**getattr(HEADS[self.head], "defaults", {}), **self.head_args}
         head_args.pop("adjacency", None)
         return {"backbone": self.backbone, "neck": self.neck, "neck_args": dict(self.neck_args), "head": self.head,

@@ -49,6 +49,16 @@ def _existing_records(dest: str, fmt: str) -> dict[str, dict]:
     return {r["path"]: r for r in recs if "labels" in r}
 
 
+def select_todo(paths: list[str], fmt: str, on_existing: str, old: dict, sidecar_naming: str = "auto") -> list[str]:
+    """The paths to tag: all, or with ``skip`` those without earlier results (a sidecar with imgtag labels,
+    or a record in the existing output file)."""
+    if on_existing != "skip":
+        return paths
+    if fmt == "xmp":
+        return [p for p in paths if not read_sidecar_labels(sidecar_path(p, sidecar_naming))]
+    return [p for p in paths if p not in old]
+
+
 def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str = "-", on_existing: str = "merge",
             shard_spec: tuple[int, int] | None = None, recursive: bool = True, sidecar_naming: str = "auto",
             quiet: bool = False, console=None) -> TagSummary:
@@ -61,12 +71,7 @@ def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str =
         paths = [str(p) for p in shard(paths, *shard_spec)]
     summary = TagSummary(total=len(paths))
     old = {} if on_existing == "overwrite" or fmt == "xmp" else _existing_records(output, fmt)
-    todo = paths
-    if on_existing == "skip":
-        if fmt == "xmp":
-            todo = [p for p in paths if not (sidecar_path(p, sidecar_naming).exists() and read_sidecar_labels(sidecar_path(p, sidecar_naming)))]
-        else:
-            todo = [p for p in paths if p not in old]
+    todo = select_todo(paths, fmt, on_existing, old, sidecar_naming)
     summary.skipped = len(paths) - len(todo)
 
     def err(msg: str) -> None:

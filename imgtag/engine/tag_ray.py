@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from imgtag.engine.tag import FORMATS, TagSummary, _existing_records, _progress
+from imgtag.engine.tag import FORMATS, TagSummary, _existing_records, _progress, select_todo
 
 RAY_FORMATS = (*FORMATS, "parquet")
 INSTALL_HINT = "the ray engine needs Ray: pip install 'imgtag[ray]'"
@@ -96,7 +96,6 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
     from imgtag.card import ModelFileError, read_card, read_weights, resolve_model
     from imgtag.io.discover import image_extensions, iter_image_paths, shard
     from imgtag.io.writers import make_writer
-    from imgtag.io.xmp import read_sidecar_labels, sidecar_path
     from imgtag.ray import tag_dataset
 
     if fmt not in RAY_FORMATS:
@@ -128,12 +127,7 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
         paths = [str(p) for p in shard(paths, *shard_spec)]
     summary = TagSummary(total=len(paths))
     old = {} if on_existing == "overwrite" or fmt == "xmp" else _existing(output, fmt)
-    todo = paths
-    if on_existing == "skip":
-        if fmt == "xmp":
-            todo = [p for p in paths if not (sidecar_path(p, sidecar_naming).exists() and read_sidecar_labels(sidecar_path(p, sidecar_naming)))]
-        else:
-            todo = [p for p in paths if p not in old]
+    todo = select_todo(paths, fmt, on_existing, old, sidecar_naming)
     summary.skipped = len(paths) - len(todo)
 
     def err(msg: str) -> None:

@@ -140,6 +140,20 @@ class AugmentedImages(Dataset):
         return self.tf(x), self.targets[i], self.masks[i]
 
 
+def _progress_bar(title: str, total: int):
+    """A transient rich progress bar on stderr, shown only when stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None
+    bar = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True)
+    bar.add_task(title, total=total)
+    bar.start()
+    return bar
+
+
 def param_groups(model: MultiLabelModel, cfg: TrainConfig) -> list[dict]:
     groups: dict[tuple[bool, bool], list] = {}
     for n, p in model.named_parameters():
@@ -294,7 +308,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
         else:
             loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=idx.tolist(), drop_last=False,
                                 num_workers=workers if workers is not None else min(4, os.cpu_count() or 1))
+        bar = _progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch) if progress and rank == 0 else None
         for xb, yb, mb in loader:
+            if bar:
+                bar.advance(bar.task_ids[0])
             xb, yb, mb = xb.to(device, non_blocking=True), yb.to(device), mb.to(device)
             if not use_cache:
                 xb = normalize(xb, norm["mean"], norm["std"]).contiguous(memory_format=torch.channels_last)
@@ -312,6 +329,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
             ema.update(model)
             total += loss.item() * len(xb)
             seen += len(xb)
+        if bar:
+            bar.stop()
         state["epoch"] = epoch + 1
         if rank == 0:
             s_reg, s_ema = val_scores(model), val_scores(ema.module)

@@ -25,37 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import pick_model, voc_val  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def images(args) -> list[str]:
     if args.images:
         from imgtag.io.discover import iter_image_paths
         return [str(p) for p in iter_image_paths([args.images])][: args.n]
-    root = Path(os.environ.get("IMGTAG_VOC_ROOT") or ROOT.parent / "shared" / "data" / "VOCdevkit" / "VOC2007")
-    ids = (root / "ImageSets" / "Main" / "val.txt").read_text().split()
-    return [str(root / "JPEGImages" / f"{i}.jpg") for i in ids[: args.n]]
-
-
-def pick_model(spec: str | None, tmp: Path) -> str:
-    from imgtag.card import ModelCard, ModelFileError, resolve_model, save_model
-
-    try:
-        return str(resolve_model(spec)[1])
-    except ModelFileError:
-        if spec:
-            raise
-    import torch
-
-    from imgtag.data.voc import VOC_CLASSES
-    from imgtag.models.model import MultiLabelModel
-
-    torch.manual_seed(0)
-    arch = {"backbone": "tf_efficientnet_lite2", "neck": "none", "neck_args": {}, "head": "gap", "head_args": {},
-            "cosine": False, "scale": 1.0}
-    card = ModelCard(name="lite2-gap-random", labels=list(VOC_CLASSES), architecture=arch, input_size=352)
-    print("bench: no default model; using a random-init Lite2 352-px GAP model", file=sys.stderr)
-    return str(save_model(MultiLabelModel(arch, len(VOC_CLASSES)).eval(), card, tmp / "lite2-gap-random")[1])
+    return voc_val(args.n)
 
 
 def run(listfile: Path, out: Path, model: str, extra: list[str], env: dict | None = None) -> float:

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from imgtag.card import ModelCard
 from imgtag.engine.loader import default_workers
 from imgtag.io.decode import DecodeError, load_resized
 from imgtag.models.model import TaggingModel, load_model

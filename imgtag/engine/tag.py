@@ -34,6 +34,15 @@ class TagSummary:
     seconds: float = 0.0
     interrupted: bool = False
 
+    def finish(self, t0: float, quiet: bool = False) -> "TagSummary":
+        """Record the elapsed time since ``t0`` and, unless quiet, print the summary line on stderr."""
+        self.seconds = time.time() - t0
+        if not quiet:
+            rate = self.tagged / self.seconds if self.seconds > 0 else 0.0
+            report_error(f"{self.tagged} tagged, {self.skipped} skipped, {len(self.failed)} failed "
+                         f"of {self.total} in {self.seconds:.1f}s ({rate:.1f} images/s)")
+        return self
+
     @property
     def exit_code(self) -> int:
         return 130 if self.interrupted else (1 if self.failed else 0)
@@ -59,6 +68,25 @@ def select_todo(paths: list[str], fmt: str, on_existing: str, old: dict, sidecar
     return [p for p in paths if p not in old]
 
 
+def report_error(msg: str) -> None:
+    print(f"imgtag: {msg}", file=sys.stderr, flush=True)
+
+
+def plan_run(paths: list[str], fmt: str, output: str, on_existing: str, sidecar_naming: str,
+             shard_spec: tuple[int, int] | None, existing=None) -> tuple[list[str], dict, list[str], TagSummary]:
+    """Shard the discovered paths, read earlier results and pick what to tag; shared by both engines.
+
+    Returns ``(paths, earlier records by path, paths to tag, summary with total and skipped counts)``.
+    """
+    if shard_spec:
+        paths = [str(p) for p in shard(paths, *shard_spec)]
+    summary = TagSummary(total=len(paths))
+    old = {} if on_existing == "overwrite" or fmt == "xmp" else (existing or _existing_records)(output, fmt)
+    todo = select_todo(paths, fmt, on_existing, old, sidecar_naming)
+    summary.skipped = len(paths) - len(todo)
+    return paths, old, todo, summary
+
+
 def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str = "-", on_existing: str = "merge",
             shard_spec: tuple[int, int] | None = None, recursive: bool = True, sidecar_naming: str = "auto",
             quiet: bool = False, console=None) -> TagSummary:
@@ -67,16 +95,8 @@ def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str =
     if on_existing not in ("skip", "merge", "overwrite"):
         raise ValueError("--on-existing must be skip, merge or overwrite")
     paths = [str(p) for p in iter_image_paths(inputs, recursive=recursive)]
-    if shard_spec:
-        paths = [str(p) for p in shard(paths, *shard_spec)]
-    summary = TagSummary(total=len(paths))
-    old = {} if on_existing == "overwrite" or fmt == "xmp" else _existing_records(output, fmt)
-    todo = select_todo(paths, fmt, on_existing, old, sidecar_naming)
-    summary.skipped = len(paths) - len(todo)
-
-    def err(msg: str) -> None:
-        print(f"imgtag: {msg}", file=sys.stderr, flush=True)
-
+    paths, old, todo, summary = plan_run(paths, fmt, output, on_existing, sidecar_naming, shard_spec)
+    err = report_error
     writer = make_writer(fmt, output) if fmt != "xmp" else None
     if writer:
         writer.open()
@@ -113,12 +133,7 @@ def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str =
             progress.stop()
         if writer:
             writer.close()  # complete records only: safe to resume from
-    summary.seconds = time.time() - t0
-    if not quiet:
-        rate = summary.tagged / summary.seconds if summary.seconds > 0 else 0.0
-        err(f"{summary.tagged} tagged, {summary.skipped} skipped, {len(summary.failed)} failed "
-            f"of {summary.total} in {summary.seconds:.1f}s ({rate:.1f} images/s)")
-    return summary
+    return summary.finish(t0, quiet)
 
 
 class _progress:

@@ -10,12 +10,11 @@ file (columns path, labels, scores, error) to a local path (atomically) or a URI
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import warnings
 from pathlib import Path
 
-from imgtag.engine.tag import FORMATS, TagSummary, _existing_records, _progress, select_todo
+from imgtag.engine.tag import FORMATS, TagSummary, _existing_records, _progress, plan_run, report_error
 
 RAY_FORMATS = (*FORMATS, "parquet")
 INSTALL_HINT = "the ray engine needs Ray: pip install 'imgtag[ray]'"
@@ -94,7 +93,7 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
     except ImportError as e:
         raise RayMissing(INSTALL_HINT) from e
     from imgtag.card import ModelFileError, read_card, read_weights, resolve_model
-    from imgtag.io.discover import image_extensions, iter_image_paths, shard
+    from imgtag.io.discover import image_extensions, iter_image_paths
     from imgtag.io.writers import make_writer
     from imgtag.ray import tag_dataset
 
@@ -123,16 +122,8 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
     def uri(path: str) -> str:  # Ray reports bucket/key: results name the object by its URI
         return path if not scheme or "://" in path else scheme + path
     paths = [] if uris else [str(p) for p in iter_image_paths(inputs, recursive=recursive)]
-    if shard_spec:
-        paths = [str(p) for p in shard(paths, *shard_spec)]
-    summary = TagSummary(total=len(paths))
-    old = {} if on_existing == "overwrite" or fmt == "xmp" else _existing(output, fmt)
-    todo = select_todo(paths, fmt, on_existing, old, sidecar_naming)
-    summary.skipped = len(paths) - len(todo)
-
-    def err(msg: str) -> None:
-        print(f"imgtag: {msg}", file=sys.stderr, flush=True)
-
+    paths, old, todo, summary = plan_run(paths, fmt, output, on_existing, sidecar_naming, shard_spec, existing=_existing)
+    err = report_error
     started = not ray.is_initialized()
     if started:
         # worker output goes to the driver's stdout/stderr: keep it off stdout when results go there
@@ -226,9 +217,4 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
             log.setLevel(levels[name])
         if started:
             ray.shutdown()
-    summary.seconds = time.time() - t0
-    if not quiet:
-        rate = summary.tagged / summary.seconds if summary.seconds > 0 else 0.0
-        err(f"{summary.tagged} tagged, {summary.skipped} skipped, {len(summary.failed)} failed "
-            f"of {summary.total} in {summary.seconds:.1f}s ({rate:.1f} images/s)")
-    return summary
+    return summary.finish(t0, quiet)

@@ -20,6 +20,11 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 1)))
 
 
+def read_chw(path, size: int) -> torch.Tensor:
+    """One image through the shared decode path, as a contiguous uint8 3×S×S tensor."""
+    return torch.from_numpy(load_resized(path, size)).permute(2, 0, 1).contiguous()
+
+
 class ImageFiles(Dataset):
     """``(uint8 tensor 3×S×S, index, error)`` per path; a bad file yields zeros and a one-line error."""
 
@@ -31,10 +36,8 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int):
         try:
-            t = torch.from_numpy(load_resized(self.paths[i], self.size)).permute(2, 0, 1)
-            if self.flip:
-                t = t.flip(-1)
-            return t.contiguous(), i, ""
+            t = read_chw(self.paths[i], self.size)
+            return (t.flip(-1) if self.flip else t), i, ""
         except DecodeError as e:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), i, str(e)
         except Exception as e:  # noqa: BLE001 - a worker must never die on one file

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from imgtag.engine.loader import default_workers
-from imgtag.io.decode import DecodeError, load_resized
+from imgtag.engine.loader import default_workers, read_chw
+from imgtag.io.decode import DecodeError
 from imgtag.models.model import TaggingModel, load_model
 
 JPEG_EXT = {".jpg", ".jpeg", ".jpe", ".jfif"}
@@ -78,7 +78,7 @@ class _Files(Dataset):
                 data = Path(p).read_bytes()
                 if data[:3] == b"\xff\xd8\xff":
                     return i, "jpeg", torch.frombuffer(bytearray(data), dtype=torch.uint8), _exif_orientation(data)
-            return i, "px", torch.from_numpy(load_resized(p, self.size)).permute(2, 0, 1).contiguous(), 1
+            return i, "px", read_chw(p, self.size), 1
         except DecodeError as e:
             return i, "err", str(e), 0
         except Exception as e:  # noqa: BLE001 - a worker must never die on one file
@@ -199,7 +199,7 @@ class Tagger:
                 for (i, _, _), img in zip(jpegs, self._gpu_jpegs(jpegs)):
                     if isinstance(img, str):
                         try:
-                            ready[i] = torch.from_numpy(load_resized(paths[i], self.size)).permute(2, 0, 1)
+                            ready[i] = read_chw(paths[i], self.size)
                         except DecodeError as e:
                             errors[i] = str(e)
                     else:

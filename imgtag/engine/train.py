@@ -36,9 +36,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from imgtag.card import ModelCard, save_model
 from imgtag.data import build_dataset
 from imgtag.engine.features import cached_features
-from imgtag.engine.loader import iter_batches, normalize
+from imgtag.engine.loader import iter_batches, normalize, read_chw
 from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
-from imgtag.io.decode import load_resized
 from imgtag.models.backbone import pretrained_config
 from imgtag.models.heads import HEADS, cooccurrence_probability
 from imgtag.models.losses import AM_BINARY_SCALE, build_loss
@@ -136,7 +135,7 @@ class AugmentedImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        x = torch.from_numpy(load_resized(self.paths[i], self.size)).permute(2, 0, 1).contiguous()
+        x = read_chw(self.paths[i], self.size)
         return self.tf(x), self.targets[i], self.masks[i]
 
 
@@ -249,14 +248,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
         key = {"backbone": cfg.backbone, "pretrained": str(cfg.pretrained)}
         stages, k = model.stage_list(), model.frozen_count(cfg.freeze_stages)
         kw = dict(batch_size=max(cfg.batch_size, 32), workers=workers, device=str(device))
-        feats = [cached_features(stages, k, train_ds.paths, cfg.size, norm["mean"], norm["std"], flip=False, key_parts=key, **kw)]
-        if cfg.augment == "flip":
-            feats.append(cached_features(stages, k, train_ds.paths, cfg.size, norm["mean"], norm["std"], flip=True, key_parts=key, **kw))
-        val_feats = cached_features(stages, k, val_ds.paths, cfg.size, norm["mean"], norm["std"], flip=False, key_parts=key, **kw)
+
+        def cache(paths, flip: bool) -> torch.Tensor:
+            return cached_features(stages, k, paths, cfg.size, norm["mean"], norm["std"], flip=flip, key_parts=key, **kw)
+
+        feats = [cache(train_ds.paths, False)] + ([cache(train_ds.paths, True)] if cfg.augment == "flip" else [])
+        val_feats = cache(val_ds.paths, False)
         log(f"cached frozen features {tuple(feats[0].shape[1:])} for {len(feats)}×{len(train_ds)} train + {len(val_ds)} val images")
-        n = len(train_ds)
         train_set = TensorDataset(torch.cat(feats), train_ds.targets.repeat(len(feats), 1), train_ds.masks.repeat(len(feats), 1))
-        sampler_len = n  # one epoch = each image once, in a random variant
+        sampler_len = len(train_ds)  # one epoch = each image once, in a random variant
         val_loader = DataLoader(TensorDataset(val_feats), batch_size=64)
         stem_fn = lambda x: x.float()  # noqa: E731
     else:

@@ -324,6 +324,9 @@ def export_(
 
 
 def main() -> None:
+    from imgtag.engine.memory import keep_freed_memory
+
+    keep_freed_memory()
     try:
         app()
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from imgtag.engine.memory import keep_freed_memory
 from imgtag.engine.loader import default_workers, read_chw
 from imgtag.io.decode import DecodeError
 from imgtag.models.model import TaggingModel, load_model
@@ -103,6 +104,7 @@ class Tagger:
     def __init__(self, model: str | None = None, device: str | None = "auto", batch_size: int | None = None,
                  workers: int | None = None, threshold: float | None = None, top_k: int | None = None,
                  exclude: Iterable[str] = (), gpu_decode: bool = True, runtime: str = "torch"):
+        keep_freed_memory()
         self.device = pick_device(device)
         self.net, self.card = load_model(model, "cpu")
         self.labels = list(self.card.labels)

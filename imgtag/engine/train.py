@@ -37,6 +37,7 @@ from imgtag.card import ModelCard, save_model
 from imgtag.data import build_dataset
 from imgtag.engine.features import cached_features
 from imgtag.engine.loader import iter_batches, normalize, read_chw
+from imgtag.engine.memory import keep_freed_memory
 from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
 from imgtag.models.backbone import pretrained_config
 from imgtag.models.heads import HEADS, cooccurrence_probability
@@ -208,6 +209,7 @@ def _load_checkpoint(path: Path, model, ema, opt, sched) -> dict:
 
 def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
     """Train a model; returns (path stem of the saved model, final metrics)."""
+    keep_freed_memory()
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     device = pick_device(cfg.device)
     if distributed:

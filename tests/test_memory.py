@@ -1,0 +1,26 @@
+"""The CPU allocator settings: applied once on glibc Linux, and both switchable off from the environment."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+CHECK = ("import json, os, imgtag; from imgtag.engine.memory import keep_freed_memory; "
+         "print(json.dumps([keep_freed_memory(), keep_freed_memory(), os.environ.get('THP_MEM_ALLOC_ENABLE')]))")
+
+
+def run(env: dict) -> list:
+    base = {k: v for k, v in os.environ.items() if k not in ("IMGTAG_MALLOC_TUNE", "THP_MEM_ALLOC_ENABLE")}
+    out = subprocess.run([sys.executable, "-c", CHECK], env={**base, **env}, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+def test_applied_by_default_and_idempotent():
+    assert run({}) == [True, True, "1"]
+
+
+def test_switched_off_from_the_environment():
+    applied, again, thp = run({"IMGTAG_MALLOC_TUNE": "0", "THP_MEM_ALLOC_ENABLE": "0"})
+    assert (applied, again, thp) == (False, False, "0")

@@ -24,7 +24,6 @@ retried (Ray Data's fault tolerance).
 """
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,32 +33,6 @@ import pyarrow as pa
 
 SCHEMA = pa.schema([("path", pa.string()), ("labels", pa.list_(pa.string())),
                     ("scores", pa.list_(pa.float64())), ("error", pa.string())])
-
-
-def resized_from_bytes(data: bytes, name: str, size: int) -> np.ndarray:
-    """:func:`imgtag.io.decode.load_resized` for encoded bytes: the same pixels as from the file."""
-    from PIL import Image
-
-    from imgtag.io import decode as d
-
-    if not data:
-        raise d.DecodeError(name, "empty file (0 bytes)")
-    im = d._open(io.BytesIO(data), name, d.MAX_PIXELS)
-    fmt = im.format
-    try:
-        if fmt == "JPEG":
-            im.draft("RGB", (size, size))
-        im.load()
-        method = d._orientation(im)
-        if im.mode == "L" and "transparency" not in im.info:
-            im = im.resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
-        else:
-            im = d._to_rgb(im).resize((size, size), Image.Resampling.BILINEAR)
-        if method is not None:
-            im = im.transpose(method)
-    except Exception as e:  # noqa: BLE001 - every failure becomes a DecodeError
-        raise d._error(name, e, fmt) from e
-    return np.array(im)
 
 
 def model_files(model: str | Path | None) -> dict[str, bytes]:
@@ -143,13 +116,13 @@ class RayTagger:
             return [(p.path, p.labels, p.error) for p in self.tagger.tag_paths(paths)]
         import torch
 
-        from imgtag.io.decode import DecodeError
+        from imgtag.io.decode import DecodeError, load_resized_from_bytes
 
         t, out, ok = self.tagger, [None] * len(paths), []
         pixels = []
         for i, (p, b) in enumerate(zip(paths, data)):
             try:
-                pixels.append(torch.from_numpy(resized_from_bytes(bytes(b), p, t.size)).permute(2, 0, 1))
+                pixels.append(torch.from_numpy(load_resized_from_bytes(bytes(b), p, t.size)).permute(2, 0, 1))
                 ok.append(i)
             except DecodeError as e:
                 out[i] = (p, [], str(e))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps, JpegImagePlugin
 
-from imgtag.io.decode import DecodeError, load_pil, load_pil_from_bytes, load_resized
+from imgtag.io.decode import DecodeError, load_pil, load_pil_from_bytes, load_resized, load_resized_from_bytes, resize_image
 
 
 def rgb(im: Image.Image) -> np.ndarray:
@@ -380,3 +380,43 @@ def test_pillow_own_bomb_error_also_becomes_decode_error(photo, monkeypatch):
     with pytest.raises(DecodeError) as ei:
         load_pil(photo)
     assert _one_line(ei.value, photo).startswith("decompression bomb: ")
+
+
+# ----------------------------------------------------------------------------- bytes and in-memory images
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_load_resized_from_bytes_matches_file(tmp_path, photo, orientation):
+    p = tmp_path / "o.jpg"
+    _save_with_orientation(_photo_rgb(photo), p, orientation)
+    for size in (24, (40, 30)):
+        assert np.array_equal(load_resized_from_bytes(p.read_bytes(), p.name, size), load_resized(p, size))
+    t = tmp_path / "t.png"
+    Image.fromarray(np.zeros((10, 10, 4), np.uint8), "RGBA").save(t)
+    assert np.array_equal(load_resized_from_bytes(t.read_bytes(), t.name, 5), load_resized(t, 5))
+
+
+def test_load_resized_from_bytes_errors_name_the_source():
+    with pytest.raises(DecodeError, match=r"upload\.jpg.*empty"):
+        load_resized_from_bytes(b"", "upload.jpg", 8)
+    with pytest.raises(DecodeError, match=r"upload\.jpg"):
+        load_resized_from_bytes(b"not an image at all", "upload.jpg", 8)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+def test_resize_image_matches_the_file_path(tmp_path, photo, mode):
+    im = _photo_rgb(photo).resize((90, 60))
+    if mode == "RGBA":  # half transparent: must land on white, as files do
+        im = im.convert("RGBA")
+        alpha = np.zeros((60, 90), np.uint8)
+        alpha[:, 45:] = 255
+        im.putalpha(Image.fromarray(alpha))
+    else:
+        im = im.convert(mode)
+    p = tmp_path / "m.png"
+    im.save(p)
+    a = resize_image(im, 32)
+    assert a.dtype == np.uint8 and a.shape == (32, 32, 3)
+    assert np.array_equal(a, load_resized(p, 32))
+    if mode == "RGBA":
+        assert (a[:, :12] == 255).all()  # the transparent left half is white

@@ -225,17 +225,14 @@ class Tagger:
                     yield Prediction(paths[i], self.select(s), s)
 
     def tag_images(self, images: Sequence, names: Sequence[str] | None = None) -> list[Prediction]:
-        """Tag decoded PIL images (e.g. in a notebook); resized exactly as files are."""
-        from PIL import Image
-
-        def resize_pil(im, size):
-            return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+        """Tag decoded PIL images (e.g. in a notebook); resized as files are (transparency on white, bilinear)."""
+        from imgtag.io.decode import resize_image
 
         names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
         out: list[Prediction] = []
         for k in range(0, len(images), self.batch_size):
             chunk = images[k:k + self.batch_size]
-            batch = torch.stack([torch.from_numpy(resize_pil(im, self.size)).permute(2, 0, 1) for im in chunk]).to(self.device)
+            batch = torch.stack([torch.from_numpy(resize_image(im, self.size)).permute(2, 0, 1) for im in chunk]).to(self.device)
             scores = torch.sigmoid(self._logits(batch)).numpy()
             out += [Prediction(n, self.select(s), s) for n, s in zip(names[k:k + self.batch_size], scores)]
         return out

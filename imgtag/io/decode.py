@@ -101,35 +101,61 @@ def load_resized(path: str | Path, size: int | tuple[int, int], max_pixels: int 
     after resizing (cheaper; the same up to rounding). If `out` (a writable uint8 HxWx3 array, e.g. one slot of
     a batch) is given the pixels are written there and `out` is returned.
     """
-    h, w = (int(size),) * 2 if np.ndim(size) == 0 else map(int, size)
     with _open_file(path) as f:
-        im = _open(f, path, max_pixels)
-        fmt = im.format
-        try:
-            if fmt == "JPEG":  # EXIF comes from the header: know the orientation before draft()
-                swap = _orientation(im) in _SWAPS_AXES
-                im.draft("RGB", (h, w) if swap else (w, h))
-            im.load()
-            method = _orientation(im)  # after load(): PNG/WebP may keep EXIF behind the pixels
-            tw, th = (h, w) if method in _SWAPS_AXES else (w, h)  # target size before the transpose
-            if im.mode == "L" and "transparency" not in im.info:  # resize one channel, then expand
-                im = im.resize((tw, th), Image.Resampling.BILINEAR).convert("RGB")
-            else:
-                im = _to_rgb(im).resize((tw, th), Image.Resampling.BILINEAR)
-            if method is not None:
-                im = im.transpose(method)
-        except Exception as e:  # noqa: BLE001 - every failure becomes a DecodeError
-            raise _error(path, e, fmt) from e
-    if out is None:
-        return np.array(im)
-    out[...] = np.asarray(im)
-    return out
+        return _resized(f, path, size, max_pixels, out)
+
+
+def load_resized_from_bytes(data: bytes, name: str, size: int | tuple[int, int], max_pixels: int | None = MAX_PIXELS,
+                            out: np.ndarray | None = None) -> np.ndarray:
+    """As `load_resized`, for callers holding the encoded bytes (the same pixels); `name` is used in errors."""
+    if not data:
+        raise DecodeError(name, "empty file (0 bytes)")
+    return _resized(io.BytesIO(data), name, size, max_pixels, out)
+
+
+def resize_image(im: Image.Image, size: int | tuple[int, int]) -> np.ndarray:
+    """An already decoded PIL image (any mode) → uint8 HxWx3 RGB at `size`, resized as files are.
+
+    No EXIF orientation is applied: an in-memory image is taken as the caller holds it.
+    """
+    h, w = (int(size),) * 2 if np.ndim(size) == 0 else map(int, size)
+    return np.array(_squish(im, w, h))
 
 
 # ----------------------------------------------------------------------------- internals
 
 _SWAPS_AXES = {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270,
                Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90}
+
+
+def _resized(fp: BinaryIO, name, size, max_pixels: int | None, out: np.ndarray | None) -> np.ndarray:
+    """The body of load_resized*: open, draft-decode, resize, orient."""
+    h, w = (int(size),) * 2 if np.ndim(size) == 0 else map(int, size)
+    im = _open(fp, name, max_pixels)
+    fmt = im.format
+    try:
+        if fmt == "JPEG":  # EXIF comes from the header: know the orientation before draft()
+            swap = _orientation(im) in _SWAPS_AXES
+            im.draft("RGB", (h, w) if swap else (w, h))
+        im.load()
+        method = _orientation(im)  # after load(): PNG/WebP may keep EXIF behind the pixels
+        tw, th = (h, w) if method in _SWAPS_AXES else (w, h)  # target size before the transpose
+        im = _squish(im, tw, th)
+        if method is not None:
+            im = im.transpose(method)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a DecodeError
+        raise _error(name, e, fmt) from e
+    if out is None:
+        return np.array(im)
+    out[...] = np.asarray(im)
+    return out
+
+
+def _squish(im: Image.Image, w: int, h: int) -> Image.Image:
+    """Any mode → RGB at exactly w×h, antialiased bilinear; greyscale is resized as one channel, then expanded."""
+    if im.mode == "L" and "transparency" not in im.info:
+        return im.resize((w, h), Image.Resampling.BILINEAR).convert("RGB")
+    return _to_rgb(im).resize((w, h), Image.Resampling.BILINEAR)
 
 
 def _open_file(path: str | Path) -> BinaryIO:

@@ -202,8 +202,10 @@ def train(
     weight_decay: float = typer.Option(1e-4, "--weight-decay"),
     ema: float = typer.Option(0.999, "--ema"),
     augment: str = typer.Option("flip", "--augment", help="none | flip | randaugment."),
-    freeze_stages: int = typer.Option(0, "--freeze-stages", help="Freeze the first N backbone stages (-1: all). Cached when --augment is none/flip."),
+    freeze_stages: int = typer.Option(0, "--freeze-stages", help="Freeze the first N backbone stages (-1: all); their output is cached."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache the frozen stages' output."),
+    views: int = typer.Option(0, "--views", help="Cached views per training image: 0 = 1 (none) / 2 (flip); with randaugment N "
+                              "fixed views (image, mirror, N-2 seeded draws) instead of live augmentation."),
     patience: int = typer.Option(5, "--patience"),
     seed: int = typer.Option(0, "--seed"),
     grad_clip: float = typer.Option(0.0, "--grad-clip"),
@@ -223,7 +225,7 @@ def train(
                       pretrained=None if pretrained == "none" else pretrained, head=head, head_args=_kv(head_opt, "--head-opt"),
                       neck=neck, neck_args=_kv(neck_opt, "--neck-opt"), loss=loss, loss_args=_kv(loss_opt, "--loss-opt"),
                       size=size, epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
-                      weight_decay=weight_decay, ema=ema, augment=augment, freeze_stages=freeze_stages, cache=cache,
+                      weight_decay=weight_decay, ema=ema, augment=augment, freeze_stages=freeze_stages, cache=cache, views=views,
                       patience=patience, seed=seed, grad_clip=grad_clip, workers=workers, device=device, out=out,
                       name=name, resume=resume, stop_after=stop_after, limit=limit,
                       command="imgtag train " + shlex.join(a for a in sys.argv[2:] if a))

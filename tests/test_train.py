@@ -95,3 +95,36 @@ def test_ddp_with_torchrun_two_processes(labelled, tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert (out / "ddp.safetensors").exists() and (out / "ddp.json").exists()
+
+
+def test_views_are_fixed_and_distinct(photo):
+    from imgtag.engine.loader import View, read_chw
+
+    t = read_chw(photo, 64)
+    assert torch.equal(View(0)(t, 3), t) and torch.equal(View(1)(t, 3), t.flip(-1))
+    a, b = View(2)(t, 3), View(2)(t, 3)
+    assert torch.equal(a, b), "a seeded view must be reproducible (it is cached)"
+    assert not torch.equal(View(3)(t, 3), a) and not torch.equal(View(2)(t, 4), a)
+    before = torch.get_rng_state()
+    View(5)(t, 0)
+    assert torch.equal(torch.get_rng_state(), before), "drawing a view must not disturb the caller's RNG"
+
+
+def test_randaugment_views_are_cached_and_trained_on(labelled, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IMGTAG_CACHE", str(tmp_path / "cache"))
+    stem, result = train(cfg(labelled, tmp_path / "views", epochs=2, freeze_stages=5, augment="randaugment", views=3))
+    assert "for 3×10 train" in capsys.readouterr().err
+    # 3 train views + val, one file each; a second run reuses all of them
+    files = sorted((tmp_path / "cache").rglob("*.safetensors"))
+    assert len(files) == 4
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    _, again = train(cfg(labelled, tmp_path / "views2", epochs=2, freeze_stages=5, augment="randaugment", views=3))
+    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "cache").rglob("*.safetensors"))] == mtimes
+    assert again["mAP"] == pytest.approx(result["mAP"])  # same views, same seed: the same run
+    assert read_card(stem.with_suffix(".json")).recipe["views"] == 3
+
+
+@pytest.mark.parametrize("augment,views", [("none", 2), ("flip", 3), ("flip", -1)])
+def test_views_beyond_the_policy_are_refused(labelled, tmp_path, augment, views):
+    with pytest.raises(ValueError, match="--views"):
+        train(cfg(labelled, tmp_path / "bad", freeze_stages=5, augment=augment, views=views))

@@ -1,9 +1,9 @@
 """Cache the output of a frozen backbone prefix once, so training runs only the later stages.
 
 The fair CPU recipe: the early EfficientNet stages are frozen (eval-mode BN, no grad), so their output for a
-given image never changes. With the "flip" augmentation each training image has exactly two variants
-(original and mirrored), both computed once. The cache is a safetensors file keyed by everything that
-determines its content (backbone, weights, stage cut, input size, normalisation, image list, flip).
+given image never changes. Each training image is cached in a fixed number of views (loader.View: the image, its
+mirror, then seeded draws of the augmentation policy), each computed once. The cache is a safetensors file keyed by
+everything that determines its content (backbone, weights, stage cut, input size, normalisation, image list, view).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from imgtag.engine.loader import iter_batches, normalize
+from imgtag.engine.loader import View, iter_batches, normalize
 
 
 def cache_dir() -> Path:
@@ -30,12 +30,12 @@ def cache_key(**parts) -> str:
 
 
 @torch.inference_mode()
-def compute_features(prefix: nn.Module, paths, size: int, mean, std, flip: bool = False, batch_size: int = 32,
+def compute_features(prefix: nn.Module, paths, size: int, mean, std, view: View | None = None, batch_size: int = 32,
                      workers: int | None = None, device: str = "cpu", progress=None) -> tuple[torch.Tensor, list[str]]:
     """Frozen-prefix features (fp16, N×C×h×w) for ``paths``; also the list of decode errors."""
     prefix = prefix.eval().to(device)
     out, errors = None, []
-    for b in iter_batches(paths, size, batch_size, workers, flip=flip):
+    for b in iter_batches(paths, size, batch_size, workers, view=view):
         x = normalize(b.images.to(device), mean, std).contiguous(memory_format=torch.channels_last)
         f = prefix(x).half().cpu()
         if out is None:
@@ -63,15 +63,18 @@ def _run_stages(stages: nn.Module, feats: torch.Tensor, batch_size: int, device:
     return torch.cat(out)
 
 
-def cached_features(stages: list[nn.Module], k: int, paths, size: int, mean, std, flip: bool, key_parts: dict,
+def cached_features(stages: list[nn.Module], k: int, paths, size: int, mean, std, view: View, key_parts: dict,
                     batch_size: int = 32, device: str = "cpu", **kw) -> torch.Tensor:
-    """Output of the first ``k`` frozen ``stages`` for ``paths``: from the cache, else computed and stored.
+    """Output of the first ``k`` frozen ``stages`` for ``paths`` seen as ``view``: from the cache, else computed.
 
-    A cache of a shorter prefix (same images and weights) is reused: only the stages in between are run.
+    A cache of a shorter prefix (same images, view and weights) is reused: only the stages in between are run.
     """
+    # views 0/1 keep the key they had as flip=False/True; augmented views add their index and policy
+    vkey = {"flip": view.k == 1, **({"view": view.k, "policy": view.policy} if view.k >= 2 else {})}
+
     def path(j: int) -> Path:
-        parts = {**key_parts, "stages": j}
-        return cache_dir() / f"{cache_key(paths=[str(p) for p in paths], size=size, mean=list(mean), std=list(std), flip=flip, **parts)}.safetensors"
+        parts = {**key_parts, **vkey, "stages": j}
+        return cache_dir() / f"{cache_key(paths=[str(p) for p in paths], size=size, mean=list(mean), std=list(std), **parts)}.safetensors"
 
     target = path(k)
     feats = _load(target)
@@ -83,7 +86,7 @@ def cached_features(stages: list[nn.Module], k: int, paths, size: int, mean, std
             feats = _run_stages(nn.Sequential(*stages[j:k]), shorter, batch_size, device)
             break
     else:
-        feats, errors = compute_features(nn.Sequential(*stages[:k]), paths, size, mean, std, flip=flip,
+        feats, errors = compute_features(nn.Sequential(*stages[:k]), paths, size, mean, std, view=view,
                                          batch_size=batch_size, device=device, **kw)
         if errors:
             raise RuntimeError(f"{len(errors)} training images failed to decode, e.g. {errors[0]}")

@@ -5,9 +5,12 @@ AdamW (weight decay 1e-4, none on norms and biases), OneCycle (pct_start 0.2) st
 the weights (the better of regular/EMA on validation mAP is kept, as in Q2L), bf16 autocast on CUDA,
 early stopping on validation mAP, per-class thresholds calibrated on the validation scores.
 
-CPU recipe: ``freeze_stages=k`` freezes the first k backbone stages (eval-mode BatchNorm, no grad). When the
-augmentation is "none" or "flip" their output is computed once and cached (engine/features.py), and each
-epoch runs only the remaining stages, the neck and the head.
+CPU recipe: ``freeze_stages=k`` freezes the first k backbone stages (eval-mode BatchNorm, no grad). Their output is
+computed once and cached (engine/features.py) for a fixed set of views of each training image: the image and its
+mirror for "flip"; with ``views=N`` and "randaugment", N views (the image, its mirror, N-2 seeded RandAugment +
+erasing draws). Each epoch shows every image once, in one of its views at random, and runs only the remaining
+stages, the neck and the head. A fixed pool of views is weaker than fresh augmentation every epoch, but it keeps
+the frozen stages out of the loop (about half of Lite2's compute at ``freeze_stages=5``).
 
 Distributed: launched by ``torchrun`` (WORLD_SIZE > 1) it uses DDP (NCCL on CUDA, Gloo on CPU); rank 0
 evaluates, saves and logs.
@@ -36,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from imgtag.card import ModelCard, save_model
 from imgtag.data import build_dataset
 from imgtag.engine.features import cached_features
-from imgtag.engine.loader import iter_batches, normalize, read_chw
+from imgtag.engine.loader import View, augment_ops, iter_batches, normalize, read_chw
 from imgtag.engine.memory import keep_freed_memory
 from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
 from imgtag.models.backbone import pretrained_config
@@ -70,6 +73,7 @@ class TrainConfig:
     augment: str = "flip"  # none | flip | randaugment
     freeze_stages: int = 0  # leading backbone stages frozen; -1 = whole backbone
     cache: bool = True  # cache the frozen prefix's output when the augmentation allows it
+    views: int = 0  # cached views per training image; 0 = 1 for "none", 2 for "flip", not cached for "randaugment"
     patience: int = 5
     seed: int = 0
     grad_clip: float = 0.0
@@ -89,6 +93,15 @@ class TrainConfig:
         head_args.pop("adjacency", None)
         return {"backbone": self.backbone, "neck": self.neck, "neck_args": dict(self.neck_args), "head": self.head,
                 "head_args": head_args, "cosine": cosine, "scale": scale}
+
+
+def cache_views(cfg: TrainConfig) -> int:
+    """How many views of each training image the frozen-stage cache holds (0: augment live, no cache)."""
+    most = {"none": 1, "flip": 2, "randaugment": None}[cfg.augment]
+    if cfg.views < 0 or (most is not None and cfg.views > most):
+        raise ValueError(f"--views {cfg.views}: --augment {cfg.augment} has {most} distinct view(s); "
+                         "use --augment randaugment for more")
+    return cfg.views or (most or 0)
 
 
 def pick_device(spec: str = "auto") -> torch.device:
@@ -124,13 +137,8 @@ class AugmentedImages(Dataset):
     """Images read through the shared decode path, augmented as uint8 tensors (works for RandAugment too)."""
 
     def __init__(self, paths, targets, masks, size: int, augment: str):
-        from torchvision.transforms import v2
-
         self.paths, self.targets, self.masks, self.size = paths, targets, masks, size
-        ops = [] if augment == "none" else [v2.RandomHorizontalFlip()]
-        if augment == "randaugment":
-            ops += [v2.RandAugment(), v2.RandomErasing(p=0.5, scale=(0.02, 0.25), value=0)]
-        self.tf = v2.Compose(ops)
+        self.tf = augment_ops(augment)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -244,18 +252,19 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
 
     prefix, rest = model.split(cfg.freeze_stages)
     prefix.requires_grad_(False).eval()
-    use_cache = cfg.cache and cfg.freeze_stages != 0 and cfg.augment in ("none", "flip")
+    n_views = cache_views(cfg)
+    use_cache = cfg.cache and cfg.freeze_stages != 0 and n_views > 0
     workers = cfg.workers
     if use_cache:
         key = {"backbone": cfg.backbone, "pretrained": str(cfg.pretrained)}
         stages, k = model.stage_list(), model.frozen_count(cfg.freeze_stages)
         kw = dict(batch_size=max(cfg.batch_size, 32), workers=workers, device=str(device))
 
-        def cache(paths, flip: bool) -> torch.Tensor:
-            return cached_features(stages, k, paths, cfg.size, norm["mean"], norm["std"], flip=flip, key_parts=key, **kw)
+        def cache(paths, view: int) -> torch.Tensor:
+            return cached_features(stages, k, paths, cfg.size, norm["mean"], norm["std"], View(view, cfg.augment), key_parts=key, **kw)
 
-        feats = [cache(train_ds.paths, False)] + ([cache(train_ds.paths, True)] if cfg.augment == "flip" else [])
-        val_feats = cache(val_ds.paths, False)
+        feats = [cache(train_ds.paths, v) for v in range(n_views)]
+        val_feats = cache(val_ds.paths, 0)
         log(f"cached frozen features {tuple(feats[0].shape[1:])} for {len(feats)}×{len(train_ds)} train + {len(val_ds)} val images")
         train_set = TensorDataset(torch.cat(feats), train_ds.targets.repeat(len(feats), 1), train_ds.masks.repeat(len(feats), 1))
         sampler_len = len(train_ds)  # one epoch = each image once, in a random variant
@@ -287,8 +296,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
     def sample_indices(epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         idx = torch.randperm(sampler_len, generator=g)
-        if use_cache and cfg.augment == "flip":  # pick the original or the mirrored copy of each image
-            idx = idx + sampler_len * torch.randint(0, 2, (sampler_len,), generator=g)
+        if use_cache and n_views > 1:  # pick one of the cached views of each image
+            idx = idx + sampler_len * torch.randint(0, n_views, (sampler_len,), generator=g)
         return idx[rank::world]
 
     def val_scores(m: MultiLabelModel) -> np.ndarray:

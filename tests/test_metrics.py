@@ -132,3 +132,23 @@ def test_shape_errors():
         average_precision(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError):
         average_precision(np.zeros((3, 2)), np.zeros((3, 2)), mode="voc")
+
+
+def test_calibration_takes_the_middle_of_the_f1_plateau():
+    """50 positives at 0.95..0.99, then 5 positives and 6 negatives mixed in 0.70..0.90, 1000 negatives below 0.5.
+    Cutting above the mixed band (F1 0.952) narrowly beats cutting below it (0.948): the exact argmax sits at the
+    band's top, where a new positive at 0.9 is lost. The calibrated threshold must stay within 0.01 F1 of the best
+    and keep that positive."""
+    rng = np.random.default_rng(0)
+    pos = np.r_[np.linspace(0.95, 0.99, 50), [0.71, 0.75, 0.79, 0.83, 0.87]]
+    neg = np.r_[rng.uniform(0.0, 0.5, 1000), [0.72, 0.76, 0.80, 0.84, 0.88, 0.90]]
+    s = np.r_[pos, neg][:, None]
+    t = np.r_[np.ones(len(pos)), np.zeros(len(neg))][:, None]
+
+    def f1(th):
+        pred = s[:, 0] >= th
+        return 2 * (pred & (t[:, 0] == 1)).sum() / (pred.sum() + len(pos))
+
+    exact, robust = calibrate_thresholds(s, t, tolerance=0)[0], calibrate_thresholds(s, t)[0]
+    assert exact > 0.9 and f1(exact) == pytest.approx(100 / 105)
+    assert robust < 0.9 and f1(robust) >= f1(exact) - 0.01

@@ -1,9 +1,12 @@
 """Copy a trained model into weights/ as fp16 safetensors + card, and make it the default.
 
-    python weights/ship.py runs/default/voc2007-lite2-csra-asl.json [--default]
+    python weights/ship.py runs/default/voc2007-lite2-csra-asl.json [--default] [--recalibrate VOC_ROOT]
 
 The card (recipe, metrics, thresholds) is kept; the weights are stored in float16 (half the size) and are
-loaded back as float32. Re-measure the shipped file with `imgtag eval` and record it in benchmarks/RESULTS.md.
+loaded back as float32. ``--recalibrate`` recomputes the per-class thresholds (and the card's calibrated CF1/OF1)
+from the shipped fp16 file's scores on VOC2007 val with the current rule (imgtag.engine.metrics.calibrate_thresholds),
+for a model trained before that rule changed. Re-measure the shipped file with `imgtag eval` and record it in
+benchmarks/RESULTS.md.
 """
 import argparse
 from pathlib import Path
@@ -16,6 +19,7 @@ from imgtag.models.model import load_model
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
 ap.add_argument("--default", action="store_true")
+ap.add_argument("--recalibrate", metavar="VOC_ROOT", help="recompute thresholds on this VOC2007 folder's val split")
 a = ap.parse_args()
 here = Path(__file__).resolve().parent
 model, card = load_model(a.model)
@@ -24,3 +28,25 @@ print(f"wrote {w} ({w.stat().st_size / 2**20:.1f} MiB) and {c}")
 if a.default:
     (here / "DEFAULT").write_text(card.name + "\n")
     print(f"default model: {card.name}")
+if a.recalibrate:
+    import dataclasses
+
+    import numpy as np
+
+    from imgtag.data import build_dataset
+    from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
+    from imgtag.engine.predict import Tagger
+
+    ds = build_dataset("voc", a.recalibrate, "val")
+    tagger = Tagger(str(c), runtime="torch")
+    order = [ds.classes.index(lab) for lab in card.labels]
+    t, m = ds.targets.numpy()[:, order], ds.masks.numpy()[:, order]
+    scores, errors = tagger.score_paths(ds.paths)
+    if errors:
+        raise SystemExit(f"{len(errors)} val images failed, e.g. {errors[0]}")
+    thr = calibrate_thresholds(scores, t, m)
+    at_cal = evaluate_scores(scores, t, m, thresholds=thr)
+    metrics = {**card.metrics, "at_calibrated": {k: at_cal[k] for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}}
+    card = dataclasses.replace(card, thresholds=[float(x) for x in thr], metrics=metrics)
+    save_model(load_model(str(c))[0], card, here / card.name, dtype=torch.float16)
+    print(f"recalibrated on voc:val: mAP {at_cal['mAP']:.2f}, CF1 {at_cal['CF1']:.2f}, OF1 {at_cal['OF1']:.2f} at the new thresholds")

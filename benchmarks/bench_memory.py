@@ -35,8 +35,8 @@ print(json.dumps({"wall": t1 - t0, "user": r1.ru_utime - r0.ru_utime, "sys": r1.
 
 SETTINGS = {
     "glibc/torch defaults": {"IMGTAG_MALLOC_TUNE": "0", "THP_MEM_ALLOC_ENABLE": "0"},
-    "malloc thresholds only": {"IMGTAG_MALLOC_TUNE": "1", "THP_MEM_ALLOC_ENABLE": "0"},
-    "imgtag default (thresholds + THP)": {"IMGTAG_MALLOC_TUNE": "1", "THP_MEM_ALLOC_ENABLE": "1"},
+    "imgtag default (malloc thresholds)": {"IMGTAG_MALLOC_TUNE": "1", "THP_MEM_ALLOC_ENABLE": "0"},
+    "thresholds + THP_MEM_ALLOC_ENABLE=1": {"IMGTAG_MALLOC_TUNE": "1", "THP_MEM_ALLOC_ENABLE": "1"},
 }
 
 

@@ -13,14 +13,7 @@ The Python API (the same objects the CLI uses; imported on first use, so ``impor
 ``tag``, ``Tagger``, ``Prediction``, ``load_model``, ``ModelCard``; distributed tagging: :mod:`imgtag.ray`.
 """
 
-import os as _os
-
 __version__ = "0.1.0"
-
-# Transparent huge pages for PyTorch's large CPU tensors: read once by torch at its first allocation, so it is set
-# here, before imgtag imports torch. With imgtag.engine.memory.keep_freed_memory() it removes the page-fault storm
-# of a CNN forward on the CPU (see that module; THP_MEM_ALLOC_ENABLE=0 in the environment keeps it off).
-_os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 _LAZY = {"Tagger": "imgtag.engine.predict", "Prediction": "imgtag.engine.predict",
          "load_model": "imgtag.models.model", "ModelCard": "imgtag.card", "tag": "imgtag.api"}

@@ -7,12 +7,14 @@ batch 8, one thread, spent 0.86 s of 2.80 s in the kernel (570k minor faults); w
 of 1.74 s (15k faults). PyTorch's own CPU tuning guide recommends jemalloc/tcmalloc for the same reason; this gets
 most of that with no extra dependency. ``IMGTAG_MALLOC_TUNE=0`` leaves glibc's defaults alone.
 
-The rest of the faults go with transparent huge pages for torch's large tensors (``THP_MEM_ALLOC_ENABLE=1``, which
-``import imgtag`` sets unless the environment already says otherwise; torch reads it once, at its first
-allocation). Lite2 stem..block 3 at 352 px, batch 32, 2 threads: 6.72 s wall / 3.55 s in the kernel / 2.3 M faults
-with glibc's defaults; 3.69 / 0.66 / 0.41 M with these thresholds; 2.81 / 0.00 / 3 faults with both.
+Transparent huge pages for torch's large tensors (``THP_MEM_ALLOC_ENABLE=1`` in the environment, read by torch at
+its first allocation) remove most of the remaining faults, but imgtag leaves them off: on this VM they helped on a
+quiet machine and cost kernel time (compaction) on a busy one. Measured (benchmarks/bench_memory.py, RESULTS.md):
+Lite2 at 352 px, batch 32, 2 threads, two runs on a busy box — defaults 9.03 / 8.79 s, these thresholds 5.78 /
+6.60 s, thresholds + THP 8.66 / 6.14 s.
 
-The cost is that the process keeps its peak heap until it exits, which suits a command-line run.
+Memory: the process keeps its peak heap. Training MlTr-S (batch 4, 224 px) plateaued at 3.28 GB max RSS against
+2.96 GB with glibc's defaults.
 """
 from __future__ import annotations
 

@@ -60,8 +60,7 @@ def main() -> None:
             _, rest = net.split(-1)
             with torch.inference_mode():
                 s = torch.cat([torch.sigmoid(rest(f.float())) for f in feats_cache[key].split(64)]).numpy()
-            order = [ds.classes.index(lab) for lab in card.labels]
-            t, k = ds.targets.numpy()[:, order], ds.masks.numpy()[:, order]
+            t, k = ds.columns(card.labels)
             r = evaluate_scores(s, t, k, thresholds=calibrate_thresholds(s, t, k))
             maps.append(r["mAP"]), cf1.append(r["CF1"]), of1.append(r["OF1"])
             params = sum(p.numel() for p in net.parameters()) / 1e6

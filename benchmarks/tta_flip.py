@@ -45,8 +45,7 @@ def main() -> None:
     for m in a.models:
         net, card = load_model(m)
         net = net.float().to(memory_format=torch.channels_last)
-        order = [ds.classes.index(lab) for lab in card.labels]
-        t, k = ds.targets.numpy()[:, order], ds.masks.numpy()[:, order]
+        t, k = ds.columns(card.labels)
         plain, mirror = logits(net, card, ds.paths, View(0)), logits(net, card, ds.paths, View(1))
         maps = [evaluate_scores(s, t, k)["mAP"] for s in (plain, mirror, (plain + mirror) / 2)]
         print(f"| {card.name} ({m}) | {maps[0]:.2f} | {maps[1]:.2f} | {maps[2]:.2f} |", flush=True)

@@ -93,6 +93,19 @@ def test_subset_keeps_rows_aligned(voc):
     assert ds.subset(torch.tensor([False, True, True])).ids == ["000002", "000003"]
 
 
+def test_columns_follow_the_given_label_order(voc):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = build_dataset("voc", str(voc), "train")
+    labels = list(reversed(ds.classes))
+    t, m = ds.columns(labels)
+    for j, lab in enumerate(labels):
+        k = ds.classes.index(lab)
+        assert np.array_equal(t[:, j], ds.targets[:, k].numpy()) and np.array_equal(m[:, j], ds.masks[:, k].numpy())
+    with pytest.raises(ValueError):
+        ds.columns(["unicorn"])
+
+
 def _real_voc():
     env = os.environ.get("IMGTAG_VOC_ROOT")
     root = Path(env) if env else (Path(__file__).parents[1] / "../shared/data/VOCdevkit/VOC2007").resolve()

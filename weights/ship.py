@@ -31,16 +31,13 @@ if a.default:
 if a.recalibrate:
     import dataclasses
 
-    import numpy as np
-
     from imgtag.data import build_dataset
     from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
     from imgtag.engine.predict import Tagger
 
     ds = build_dataset("voc", a.recalibrate, "val")
     tagger = Tagger(str(c), runtime="torch")
-    order = [ds.classes.index(lab) for lab in card.labels]
-    t, m = ds.targets.numpy()[:, order], ds.masks.numpy()[:, order]
+    t, m = ds.columns(card.labels)
     scores, errors = tagger.score_paths(ds.paths)
     if errors:
         raise SystemExit(f"{len(errors)} val images failed, e.g. {errors[0]}")

@@ -74,6 +74,11 @@ class MultiLabelDataset(Dataset):
             setattr(out, name, value[idx] if torch.is_tensor(value) else [value[j] for j in idx.tolist()])
         return out
 
+    def columns(self, labels: Sequence[str]):
+        """``(targets, masks)`` as numpy arrays with the columns in the order of ``labels`` (a model's label list)."""
+        order = [self.classes.index(lab) for lab in labels]
+        return self.targets.numpy()[:, order], self.masks.numpy()[:, order]
+
     def label_counts(self) -> torch.Tensor:
         """LongTensor[K]: images per class counted as present (target 1 and mask True)."""
         return ((self.targets > 0.5) & self.masks).sum(0)

@@ -22,8 +22,7 @@ def evaluate(tagger: Tagger, dataset: str, root: str, split: str, ap_mode: str =
     missing = set(tagger.labels) ^ set(ds.classes)
     if missing:
         raise ValueError(f"model labels and {dataset} classes differ: {', '.join(sorted(missing)[:8])}")
-    order = [ds.classes.index(lab) for lab in tagger.labels]  # dataset columns in the model's label order
-    targets, masks = ds.targets.numpy()[:, order], ds.masks.numpy()[:, order]
+    targets, masks = ds.columns(tagger.labels)
     scores, errors = tagger.score_paths(ds.paths)
     ok = ~np.isnan(scores).any(1)
     thr = np.full(len(tagger.labels), threshold) if threshold is not None else tagger.thresholds

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from imgtag.io.atomic import atomic_write_bytes
 
 CARD_VERSION = 1
-REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+SHIPPED_MODELS = Path(__file__).resolve().parent / "weights"  # package data: a wheel install carries them
 
 
 class ModelFileError(Exception):
@@ -114,14 +114,25 @@ def save_model(model: torch.nn.Module, card: ModelCard, stem: str | Path, dtype:
     return wpath, cpath
 
 
+def portable_recipe(card: "ModelCard") -> "ModelCard":
+    """The card with machine-specific absolute data paths in its recipe reduced to their last two parts
+    (``/home/me/data/VOCdevkit/VOC2007`` → ``VOCdevkit/VOC2007``): a shipped card names no training machine."""
+    recipe = dict(card.recipe)
+    for key in ("root", "val_root"):
+        v = recipe.get(key)
+        if isinstance(v, str) and Path(v).is_absolute():
+            recipe[key] = "/".join(Path(v).parts[-2:])
+    return dataclasses.replace(card, recipe=recipe)
+
+
 def models_dirs() -> list[Path]:
-    """Where model names are looked up: $IMGTAG_MODELS (os.pathsep-separated), then the shipped weights/."""
+    """Where model names are looked up: $IMGTAG_MODELS (os.pathsep-separated), then the shipped models (imgtag/weights/)."""
     dirs = [Path(p) for p in os.environ.get("IMGTAG_MODELS", "").split(os.pathsep) if p]
-    return dirs + [REPO_WEIGHTS]
+    return dirs + [SHIPPED_MODELS]
 
 
 def default_model_name() -> str:
-    f = REPO_WEIGHTS / "DEFAULT"
+    f = SHIPPED_MODELS / "DEFAULT"
     return f.read_text().strip() if f.exists() else "default"
 
 

@@ -1,6 +1,7 @@
-"""Copy a trained model into weights/ as fp16 safetensors + card, and make it the default.
+"""Copy a trained model into the package's shipped models (imgtag/weights/) as fp16 safetensors + card, and
+make it the default.
 
-    python weights/ship.py runs/default/voc2007-lite2-csra-asl.json [--default] [--recalibrate VOC_ROOT]
+    python tools/ship.py runs/default/voc2007-lite2-csra-asl.json [--default] [--recalibrate VOC_ROOT]
 
 The card (recipe, metrics, thresholds) is kept; the weights are stored in float16 (half the size) and are
 loaded back as float32. ``--recalibrate`` recomputes the per-class thresholds (and the card's calibrated CF1/OF1)
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from imgtag.card import save_model
+from imgtag.card import portable_recipe, save_model
 from imgtag.models.model import load_model
 
 ap = argparse.ArgumentParser()
@@ -21,8 +22,9 @@ ap.add_argument("model")
 ap.add_argument("--default", action="store_true")
 ap.add_argument("--recalibrate", metavar="VOC_ROOT", help="recompute thresholds on this VOC2007 folder's val split")
 a = ap.parse_args()
-here = Path(__file__).resolve().parent
+here = Path(__file__).resolve().parents[1] / "imgtag" / "weights"
 model, card = load_model(a.model)
+card = portable_recipe(card)
 w, c = save_model(model, card, here / card.name, dtype=torch.float16)
 print(f"wrote {w} ({w.stat().st_size / 2**20:.1f} MiB) and {c}")
 if a.default:

@@ -92,7 +92,9 @@ def test_extensions():
     exts = image_extensions()
     assert IMAGE_EXTENSIONS <= exts
     assert all(e == e.lower() and e.startswith(".") for e in exts)
-    assert (".heic" in exts) == (importlib.util.find_spec("pillow_heif") is not None)
+    heif = any(importlib.util.find_spec(m) for m in ("pi_heif", "pillow_heif"))
+    assert (".heic" in exts) == heif
+    assert (".nef" in exts) == (importlib.util.find_spec("rawpy") is not None)
 
 
 # ----------------------------------------------------------------------------- --files-from

@@ -16,8 +16,11 @@ report a bad file and go on. Choices:
   from the header, before any pixel is decoded. Because that check is ours (and per call), importing this
   module sets Pillow's global `Image.MAX_IMAGE_PIXELS = None`, which otherwise warns from 89 M pixels and
   would cap any larger `max_pixels`.
-* Optional formats: HEIC/HEIF (and AVIF on older stacks) via `pillow_heif`, AVIF via Pillow's own codec
-  or `pillow_avif`, registered on first use when installed.
+* HEIC/HEIF via `pi_heif` (a core dependency: decode-only libheif, LGPL) or `pillow_heif` when installed,
+  AVIF via Pillow's own codec or `pillow_avif`, registered on first use (in each worker process too). HEIF
+  rotation (irot/imir) is applied by libheif, which then reports EXIF orientation 1.
+* Camera RAW files (by extension, see `discover.RAW_EXTENSIONS`) go through `io/raw.py`: the embedded
+  preview, else a half-size then full-size demosaic (said on stderr), with the RAW's orientation.
 """
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .discover import is_raw
+from .raw import ORIENTATION_KEY, open_raw
+
 MAX_PIXELS = 2 * 89_478_485  # Pillow's DecompressionBombError threshold; 0 or None disables the check
 Image.MAX_IMAGE_PIXELS = None  # see module docstring: the bomb check is done here, per call
 
@@ -39,6 +45,7 @@ _TRANSPOSE = {  # EXIF orientation -> transpose, as in ImageOps.exif_transpose
     4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
     6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
 }
+
 
 
 class DecodeError(Exception):
@@ -53,16 +60,21 @@ class DecodeError(Exception):
 @functools.cache
 def optional_extensions() -> frozenset[str]:
     """Register optional Pillow plugins (once) and return the extra extensions they make readable."""
-    exts = set()
-    try:
-        import pillow_heif
-        pillow_heif.register_heif_opener()
-        exts |= {".heic", ".heif"}
-        if hasattr(pillow_heif, "register_avif_opener"):  # pillow_heif < 1.0
-            pillow_heif.register_avif_opener()
-            exts.add(".avif")
-    except Exception:  # noqa: BLE001 - absent or broken optional plugin
-        pass
+    import importlib.util
+
+    from .discover import RAW_EXTENSIONS
+    exts = set(RAW_EXTENSIONS) if importlib.util.find_spec("rawpy") else set()
+    for module in ("pi_heif", "pillow_heif"):  # pi-heif: the decode-only build, a core dependency
+        try:
+            heif = __import__(module)
+            heif.register_heif_opener()
+            exts |= {".heic", ".heif", ".hif"}
+            if hasattr(heif, "register_avif_opener"):  # pillow_heif < 1.0
+                heif.register_avif_opener()
+                exts.add(".avif")
+            break
+        except Exception:  # noqa: BLE001 - absent or broken optional plugin
+            continue
     try:
         import pillow_avif  # noqa: F401 - registers itself on import
         exts.add(".avif")
@@ -178,10 +190,14 @@ def _open_file(path: str | Path) -> BinaryIO:
 
 def _open(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
     """Identify the image from its header and refuse decompression bombs; no pixels decoded yet."""
-    try:
-        im = Image.open(fp)
-    except Exception as e:  # noqa: BLE001
-        raise _error(name, e, None) from e
+    if is_raw(name):
+        im = open_raw(fp, name, max_pixels)
+    else:
+        optional_extensions()  # HEIF/AVIF openers, once per process
+        try:
+            im = Image.open(fp)
+        except Exception as e:  # noqa: BLE001
+            raise _error(name, e, None) from e
     pixels = im.width * im.height
     if max_pixels and pixels > max_pixels:
         raise DecodeError(name, f"decompression bomb: {pixels} pixels > limit {max_pixels}"
@@ -207,7 +223,10 @@ def _decode(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> Image.Transpose | None:
-    """The transpose that undoes the EXIF orientation, or None; a broken EXIF block counts as none."""
+    """The transpose that undoes the EXIF orientation, or None; a broken EXIF block counts as none.
+    A RAW's orientation (set by io/raw.py) overrides the EXIF of its preview."""
+    if ORIENTATION_KEY in im.info:
+        return im.info[ORIENTATION_KEY]
     try:
         return _TRANSPOSE.get(im.getexif().get(0x0112))
     except Exception:  # noqa: BLE001

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from imgtag.io.decode import _TRANSPOSE, DecodeError, load_pil, load_pil_from_bytes, load_resized
 from imgtag.io.discover import RAW_EXTENSIONS, image_extensions, is_raw, iter_image_paths
 
+FORMATS = Path(__file__).parent / "formats"  # files the tests cannot write (see tests/data/README.md)
 pytest.importorskip("rawpy")
 pytest.importorskip("tifffile")
 
@@ -76,8 +78,8 @@ def test_raw_and_heic_are_discovered(tmp_path):
     assert [p.name for p in iter_image_paths([tmp_path])] == ["a.NEF", "b.dng", "c.HEIC", "d.heif", "e.cr3"]
 
 
-def test_heic_decodes_with_its_rotation(data_dir, photo):
-    heic = data_dir / "voc_000009_horse_person_orient6.heic"
+def test_heic_decodes_with_its_rotation(photo):
+    heic = FORMATS / "voc_000009_horse_person_orient6.heic"
     im = load_pil(heic)
     assert im.mode == "RGB" and im.size == (96, 128)
     diff = np.abs(np.asarray(im, dtype=int) - source(photo, 6).astype(int))
@@ -85,7 +87,7 @@ def test_heic_decodes_with_its_rotation(data_dir, photo):
     assert load_resized(heic, 32).shape == (32, 32, 3)
 
 
-def test_dng_and_heic_tag_like_their_source_jpeg(tmp_path, photo, data_dir, tiny_model):
+def test_dng_and_heic_tag_like_their_source_jpeg(tmp_path, photo, tiny_model):
     """README command 1's install: a DNG (its preview) and a HEIC tag like the JPEG they were made from."""
     from typer.testing import CliRunner
 
@@ -95,7 +97,7 @@ def test_dng_and_heic_tag_like_their_source_jpeg(tmp_path, photo, data_dir, tiny
     (d / "a.jpg").write_bytes(photo.read_bytes())
     make_dng(d / "a_raw.DNG", photo)
     (d / "b6.jpg").write_bytes(with_orientation(photo.read_bytes(), 6))
-    (d / "b6.heic").write_bytes((data_dir / "voc_000009_horse_person_orient6.heic").read_bytes())
+    (d / "b6.heic").write_bytes((FORMATS / "voc_000009_horse_person_orient6.heic").read_bytes())
     r = CliRunner().invoke(app, ["tag", str(d), "-m", str(tiny_model), "--runtime", "torch", "-t", "0"])
     assert r.exit_code == 0, r.stderr
     recs = {json.loads(line)["path"].rsplit("/", 1)[1]: json.loads(line) for line in r.stdout.splitlines()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,12 @@ def test_bad_raw_files_are_one_line_errors(tmp_path, photo):
         assert name in str(ei.value) and "\n" not in str(ei.value)
     with pytest.raises(DecodeError, match="decompression bomb"):
         load_pil(dng, max_pixels=1000)
+
+
+def test_raw_with_a_non_utf8_name(tmp_path, photo):
+    name = os.fsdecode(b"caf\xe9.dng")  # a surrogate-escaped name, as os.listdir gives it
+    dng = make_dng(tmp_path / name, photo)
+    assert np.array_equal(np.asarray(load_pil(dng)), source(photo))
 
 
 def test_raw_and_heic_are_discovered(tmp_path):

@@ -11,6 +11,7 @@ RAW's into it. rawpy is MIT-licensed and bundles LibRaw (LGPL-2.1 / CDDL).
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 from typing import BinaryIO
@@ -38,9 +39,8 @@ def open_raw(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
         import rawpy
     except ImportError as e:
         raise DecodeError(name, "RAW support needs rawpy (pip install rawpy)") from e
-    data = fp.read()
     try:
-        raw = rawpy.imread(io.BytesIO(data))
+        raw = _imread(rawpy, fp)
     except rawpy.LibRawFileUnsupportedError as e:
         raise DecodeError(name, "not a RAW file LibRaw can read (unsupported or corrupt)") from e
     except (rawpy.LibRawError, MemoryError, ValueError) as e:
@@ -72,6 +72,18 @@ def open_raw(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
             im.info[ORIENTATION_KEY] = None  # LibRaw's postprocess applies the flip itself
             return im
         raise DecodeError(name, f"corrupt RAW: no usable preview ({why}); " + "; ".join(errors))
+
+
+def _imread(rawpy, fp: BinaryIO):
+    """Open with LibRaw: by path when `fp` is a file on disk (LibRaw then reads only the parts it needs, e.g.
+    the preview: not 25-80 MB), else from the bytes."""
+    name = getattr(fp, "name", None)
+    if isinstance(name, (str, os.PathLike)) and os.path.isfile(name):
+        try:
+            return rawpy.imread(os.fspath(name))
+        except UnicodeError:  # a file name LibRaw cannot take: read the bytes instead
+            pass
+    return rawpy.imread(io.BytesIO(fp.read()))
 
 
 def _preview(raw, rawpy, sensor_side: int, max_pixels: int | None) -> tuple[Image.Image | None, str]:

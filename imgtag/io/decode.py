@@ -24,7 +24,6 @@ report a bad file and go on. Choices:
 """
 from __future__ import annotations
 
-import functools
 import io
 import os
 from pathlib import Path
@@ -33,8 +32,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .discover import is_raw
-from .raw import ORIENTATION_KEY, open_raw
+from .formats import is_raw, optional_extensions  # noqa: F401 - optional_extensions re-exported
+from .raw import ORIENTATION_KEY, RawError, open_raw
 
 MAX_PIXELS = 2 * 89_478_485  # Pillow's DecompressionBombError threshold; 0 or None disables the check
 Image.MAX_IMAGE_PIXELS = None  # see module docstring: the bomb check is done here, per call
@@ -55,35 +54,6 @@ class DecodeError(Exception):
         self.path = str(path)
         self.reason = " ".join(str(reason).split())  # one line, whatever the library said
         super().__init__(f"{path}: {self.reason}")
-
-
-@functools.cache
-def optional_extensions() -> frozenset[str]:
-    """Register optional Pillow plugins (once) and return the extra extensions they make readable."""
-    import importlib.util
-
-    from .discover import RAW_EXTENSIONS
-    exts = set(RAW_EXTENSIONS) if importlib.util.find_spec("rawpy") else set()
-    for module in ("pi_heif", "pillow_heif"):  # pi-heif: the decode-only build, a core dependency
-        try:
-            heif = __import__(module)
-            heif.register_heif_opener()
-            exts |= {".heic", ".heif", ".hif"}
-            if hasattr(heif, "register_avif_opener"):  # pillow_heif < 1.0
-                heif.register_avif_opener()
-                exts.add(".avif")
-            break
-        except Exception:  # noqa: BLE001 - absent or broken optional plugin
-            continue
-    try:
-        import pillow_avif  # noqa: F401 - registers itself on import
-        exts.add(".avif")
-    except Exception:  # noqa: BLE001
-        pass
-    from PIL import features
-    if features.check("avif"):  # Pillow >= 11.2 built with libavif
-        exts.add(".avif")
-    return frozenset(exts)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -191,7 +161,10 @@ def _open_file(path: str | Path) -> BinaryIO:
 def _open(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
     """Identify the image from its header and refuse decompression bombs; no pixels decoded yet."""
     if is_raw(name):
-        im = open_raw(fp, name, max_pixels)
+        try:
+            im = open_raw(fp, name, max_pixels)
+        except RawError as e:
+            raise DecodeError(name, e.reason) from e
     else:
         optional_extensions()  # HEIF/AVIF openers, once per process
         try:
@@ -226,7 +199,7 @@ def _orientation(im: Image.Image) -> Image.Transpose | None:
     """The transpose that undoes the EXIF orientation, or None; a broken EXIF block counts as none.
     A RAW's orientation (set by io/raw.py) overrides the EXIF of its preview."""
     if ORIENTATION_KEY in im.info:
-        return im.info[ORIENTATION_KEY]
+        return _TRANSPOSE.get(im.info[ORIENTATION_KEY])
     try:
         return _TRANSPOSE.get(im.getexif().get(0x0112))
     except Exception:  # noqa: BLE001

@@ -6,25 +6,7 @@ import os
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp",
-                              ".tif", ".tiff", ".gif"})
-# Camera RAW formats read through rawpy/LibRaw (io/raw.py): Nikon, Canon, Sony, Fujifilm, Olympus/OM,
-# Panasonic, Pentax, Samsung, Adobe DNG, Hasselblad, Phase One, Epson, Mamiya, Leaf, Sigma
-RAW_EXTENSIONS = frozenset({".nef", ".nrw", ".cr2", ".cr3", ".arw", ".sr2", ".raf", ".orf", ".rw2", ".pef",
-                            ".srw", ".dng", ".3fr", ".iiq", ".erf", ".mef", ".mos", ".x3f"})
-
-
-def is_raw(path: str | Path) -> bool:
-    """Whether a file name has a camera RAW extension (case-insensitive)."""
-    return os.path.splitext(str(path))[1].lower() in RAW_EXTENSIONS
-
-
-def image_extensions() -> frozenset[str]:
-    """Lower-case extensions picked up in directories: the built-in set, the RAW formats (with rawpy), and
-    HEIC/HEIF/AVIF when a Pillow plugin (pi-heif, pillow-heif, or Pillow's own AVIF codec) is installed
-    (checked lazily, once)."""
-    from .decode import optional_extensions  # imports Pillow only when a directory is walked
-    return IMAGE_EXTENSIONS | optional_extensions()
+from .formats import IMAGE_EXTENSIONS, RAW_EXTENSIONS, image_extensions, is_raw  # noqa: F401 - re-exported
 
 
 def iter_image_paths(inputs: Iterable[str | Path], recursive: bool = True,

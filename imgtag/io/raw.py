@@ -18,12 +18,20 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from .discover import RAW_EXTENSIONS, is_raw  # noqa: F401 - re-exported
+from .formats import RAW_EXTENSIONS, is_raw  # noqa: F401 - re-exported
 
-ORIENTATION_KEY = "imgtag.orientation"  # im.info key: the transpose to apply (None: none), overriding EXIF
+ORIENTATION_KEY = "imgtag.orientation"  # im.info key: the EXIF orientation still to apply, overriding the EXIF
 MIN_PREVIEW_SIDE = 640
 # LibRaw flip -> EXIF orientation (dcraw's "50132467"[orientation & 7], inverted)
 _FLIP_TO_EXIF = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+
+
+class RawError(Exception):
+    """A RAW file could not be read; `reason` is one line (decode.py turns it into a DecodeError)."""
+
+    def __init__(self, reason: str):
+        self.reason = " ".join(str(reason).split())
+        super().__init__(self.reason)
 
 
 def notice(msg: str) -> None:
@@ -33,26 +41,26 @@ def notice(msg: str) -> None:
 
 def open_raw(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
     """A RAW file as a PIL image: the embedded preview (not yet loaded, so JPEG draft mode still works) or
-    an 8-bit RGB demosaic; `im.info[ORIENTATION_KEY]` holds the transpose still to apply. Raises DecodeError."""
-    from .decode import _TRANSPOSE, DecodeError
+    an 8-bit RGB demosaic; `im.info[ORIENTATION_KEY]` holds the EXIF orientation still to apply (1: none).
+    Raises RawError."""
     try:
         import rawpy
     except ImportError as e:
-        raise DecodeError(name, "RAW support needs rawpy (pip install rawpy)") from e
+        raise RawError("RAW support needs rawpy (pip install rawpy)") from e
     try:
         raw = _imread(rawpy, fp)
     except rawpy.LibRawFileUnsupportedError as e:
-        raise DecodeError(name, "not a RAW file LibRaw can read (unsupported or corrupt)") from e
+        raise RawError("not a RAW file LibRaw can read (unsupported or corrupt)") from e
     except (rawpy.LibRawError, MemoryError, ValueError) as e:
-        raise DecodeError(name, f"corrupt RAW ({type(e).__name__}: {e})") from e
+        raise RawError(f"corrupt RAW ({type(e).__name__}: {e})") from e
     with raw:
         s = raw.sizes
         if max_pixels and s.width * s.height > max_pixels:
-            raise DecodeError(name, f"decompression bomb: {s.width * s.height} pixels > limit {max_pixels}"
+            raise RawError(f"decompression bomb: {s.width * s.height} pixels > limit {max_pixels}"
                                     f" ({s.width}x{s.height} RAW)")
         im, why = _preview(raw, rawpy, max(s.width, s.height), max_pixels)
         if im is not None:
-            im.info[ORIENTATION_KEY] = _TRANSPOSE.get(_FLIP_TO_EXIF.get(s.flip, 1))
+            im.info[ORIENTATION_KEY] = _FLIP_TO_EXIF.get(s.flip, 1)
             return im
         errors = []
         for half in (True, False):
@@ -69,9 +77,9 @@ def open_raw(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
             notice(f"{name}: RAW without a usable preview ({why}); used a {what}"
                    f" ({time.perf_counter() - t0:.2f} s)")
             im = Image.fromarray(rgb)
-            im.info[ORIENTATION_KEY] = None  # LibRaw's postprocess applies the flip itself
+            im.info[ORIENTATION_KEY] = 1  # LibRaw's postprocess applies the flip itself
             return im
-        raise DecodeError(name, f"corrupt RAW: no usable preview ({why}); " + "; ".join(errors))
+        raise RawError(f"corrupt RAW: no usable preview ({why}); " + "; ".join(errors))
 
 
 def _imread(rawpy, fp: BinaryIO):

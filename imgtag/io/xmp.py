@@ -55,6 +55,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from .atomic import atomic_write_bytes
+from .formats import image_extensions, is_raw
 
 try:
     from defusedxml.ElementTree import iterparse as _iterparse
@@ -139,7 +140,6 @@ class SidecarNamer:
         folder = os.path.normpath(p.parent)
         groups = self._stems.get(folder)
         if groups is None:
-            from .discover import image_extensions
             exts, groups = image_extensions(), {}
             try:
                 names = os.listdir(folder)
@@ -155,7 +155,6 @@ class SidecarNamer:
     def owns_stem(self, image_path: str | Path) -> bool:
         """Whether `photo.xmp` belongs to this image: it is the only image with its stem, or the only RAW
         among them (Lightroom's RAW+JPEG convention: photo.xmp is the RAW's)."""
-        from .raw import is_raw
         p = Path(image_path)
         group = self.stem_group(p)
         if len(group) == 1:

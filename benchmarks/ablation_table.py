@@ -32,7 +32,7 @@ def main() -> None:
     from imgtag.card import read_card
     from imgtag.data import build_dataset
     from imgtag.engine.features import cached_features
-    from imgtag.engine.loader import View
+    from imgtag.runtime.loader import View
     from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
     from imgtag.models.model import load_model
 

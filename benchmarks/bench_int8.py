@@ -29,8 +29,8 @@ def main() -> None:
     import onnxruntime as ort
 
     from imgtag.engine.evaluate import evaluate
-    from imgtag.engine.onnx import _session
-    from imgtag.engine.predict import Tagger
+    from imgtag.runtime.onnx import _session
+    from imgtag.runtime.tagger import Tagger
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_int8_"))
     ids = (Path(args.voc) / "ImageSets/Main/train.txt").read_text().split()
@@ -43,7 +43,7 @@ def main() -> None:
     print(f"| precision | mAP | CF1 | OF1 | images/s | load avg |\n|---|---|---|---|---|---|")
     for name in ("fp32", "int8"):
         if name == "int8":
-            tagger._onnx.session = _session(ort, tmp / "int8.onnx", tagger._onnx.threads)
+            tagger.runner.session = _session(ort, tmp / "int8.onnx", tagger.runner.threads)
         t = time.perf_counter()
         r = evaluate(tagger, "voc", args.voc, "val", limit=args.limit)
         dt = time.perf_counter() - t

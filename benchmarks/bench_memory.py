@@ -17,7 +17,7 @@ import sys
 CHILD = r"""
 import json, resource, sys, time
 import imgtag, torch, timm
-from imgtag.engine.memory import keep_freed_memory
+from imgtag.runtime.memory import keep_freed_memory
 keep_freed_memory()
 batch, size, iters, threads = map(int, sys.argv[1:5])
 torch.set_num_threads(threads)

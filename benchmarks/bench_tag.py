@@ -102,7 +102,7 @@ def main() -> None:
     import torch
 
     from imgtag.card import read_card
-    from imgtag.engine.loader import default_workers
+    from imgtag.runtime.loader import default_workers
     from imgtag.io.discover import iter_image_paths
 
     if args.device == "auto":

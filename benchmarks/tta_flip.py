@@ -21,7 +21,8 @@ from _common import ROOT  # noqa: E402
 
 @torch.inference_mode()
 def logits(net, card, paths, view) -> np.ndarray:
-    from imgtag.engine.loader import iter_batches, normalize
+    from imgtag.models.model import normalize
+    from imgtag.runtime.loader import iter_batches
 
     out = []
     for b in iter_batches(paths, card.input_size, 32, view=view):
@@ -35,7 +36,7 @@ def main() -> None:
     ap.add_argument("--split", default="val")
     a = ap.parse_args()
     from imgtag.data import build_dataset
-    from imgtag.engine.loader import View
+    from imgtag.runtime.loader import View
     from imgtag.engine.metrics import evaluate_scores
     from imgtag.models.model import load_model
 

@@ -5,17 +5,17 @@ The Python API (the same objects the CLI uses; imported on first use, so ``impor
     import imgtag
     preds = imgtag.tag(["photos/a.jpg", "photos/"], threshold=0.4)
     for p in preds:
-        print(p.path, p.labels, p.error)          # labels: [(label, score), ...], best first
+        print(p.path, p.labels, p.error)          # labels: [Label(label, score, path), ...], best first
 
     tagger = imgtag.Tagger("runs/model")         # load once (a name or path), tag many times
     preds = tagger.tag_images([pil_image])        # PIL images, e.g. in a notebook
 
-``tag``, ``Tagger``, ``Prediction``, ``load_model``, ``ModelCard``; distributed tagging: :mod:`imgtag.ray`.
+``tag``, ``Tagger``, ``Prediction``, ``Label``, ``load_model``, ``ModelCard``; distributed tagging: :mod:`imgtag.ray`.
 """
 
 __version__ = "0.1.0"
 
-_LAZY = {"Tagger": "imgtag.engine.predict", "Prediction": "imgtag.engine.predict",
+_LAZY = {"Tagger": "imgtag.runtime.tagger", "Prediction": "imgtag.runtime.tagger", "Label": "imgtag.io.records",
          "load_model": "imgtag.models.model", "ModelCard": "imgtag.card", "tag": "imgtag.api"}
 __all__ = ["__version__", *_LAZY]
 

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from imgtag.engine.predict import Prediction, Tagger
+from imgtag.runtime.tagger import Prediction, Tagger
 
 
 def tag(paths_or_images: Any, model: str | Path | Tagger | None = None, **kw) -> list[Prediction]:
@@ -19,11 +19,11 @@ def tag(paths_or_images: Any, model: str | Path | Tagger | None = None, **kw) ->
 
     >>> import imgtag
     >>> preds = imgtag.tag(["cat.jpg", "holiday/"], threshold=0.5)
-    >>> {p.path: [label for label, _ in p.labels] for p in preds}
+    >>> {p.path: [lab.label for lab in p.labels] for p in preds}
     {'cat.jpg': ['cat'], 'holiday/beach.jpg': ['person', 'boat']}
     >>> from PIL import Image
     >>> imgtag.tag(Image.open("cat.jpg"))[0].labels
-    [('cat', 0.97)]
+    [Label(label='cat', score=0.97, path=None)]
     """
     from imgtag.io.discover import iter_image_paths
 

@@ -13,6 +13,13 @@ from typing import Optional
 
 import typer
 
+from imgtag.io.writers import WRITERS
+from imgtag.runtime.registry import runner_names
+
+FORMAT_HELP = "; ".join(f"{f}: {w.help}" for f, w in WRITERS.items())
+RUNTIME_HELP = ("auto | " + " | ".join(runner_names())
+                + " (auto: torch on CUDA; on the CPU the fastest available, ONNX Runtime when installed).")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Tag images with many labels at once (multi-label image classification).")
 
@@ -38,15 +45,15 @@ def _kv(items: list[str] | None, what: str) -> dict:
 
 def _tagger(model, device, batch_size, workers, threshold=None, top_k=None, exclude=(), runtime="torch"):
     from imgtag.card import ModelFileError
-    from imgtag.engine.predict import Tagger
+    from imgtag.runtime.tagger import Tagger
 
     try:
         t = Tagger(model, device=device, batch_size=batch_size, workers=workers, threshold=threshold,
                    top_k=top_k, exclude=exclude, runtime=runtime)
     except (ModelFileError, ValueError, RuntimeError) as e:
         _fail(str(e), 2)
-    if runtime == "auto" and t.device.type == "cpu" and t.runtime != "onnx":  # the fast CPU path is missing
-        print(f"imgtag: {t.runtime_reason}; tagging with torch instead (slower on CPU)", file=sys.stderr)
+    if t.fallback:  # auto did not get the fastest runtime for this device
+        print(f"imgtag: {t.fallback}; tagging with {t.runtime} instead (slower on CPU)", file=sys.stderr)
     return t
 
 
@@ -55,7 +62,7 @@ def tag(
     inputs: list[str] = typer.Argument(None, help="Image files and/or directories (walked recursively)."),
     files_from: Optional[str] = typer.Option(None, "--files-from", "-T", help="Read paths from FILE ('-' = stdin), one per line."),
     null: bool = typer.Option(False, "-0", "--null", help="--files-from is NUL-separated (find -print0)."),
-    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | json | csv | txt | xmp (sidecars) | parquet (--engine ray)."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help=FORMAT_HELP),
     output: str = typer.Option("-", "--output", "-o", help="Output file, '-' = stdout (not for xmp)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or path (default: the shipped default)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="One threshold for all labels (default: the card's per-class thresholds)."),
@@ -66,7 +73,7 @@ def tag(
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk directories recursively."),
     sidecar_naming: str = typer.Option("auto", "--sidecar-naming", help="auto | ext (photo.jpg.xmp) | stem (photo.xmp)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    runtime: str = typer.Option("auto", "--runtime", help="auto | torch | onnx (auto: torch on CUDA, ONNX Runtime on CPU when installed)."),
+    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Decode worker processes (default: CPU count, max 8)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still)."),
@@ -84,14 +91,12 @@ def tag(
         paths += read_file_list(stream, nul_separated=null)
     if not paths:
         _fail("no input: give image files or directories, or --files-from", 2)
-    if fmt == "xmp" and output != "-":
-        _fail("--format xmp writes a sidecar beside each image; -o does not apply", 2)
     try:
         spec = parse_shard(shard) if shard else None
     except ValueError as e:
         _fail(str(e), 2)
-    if engine not in ("local", "ray") or (fmt == "parquet" and engine != "ray"):
-        _fail("--engine must be local or ray" if engine not in ("local", "ray") else "--format parquet needs --engine ray", 2)
+    if engine not in ("local", "ray"):
+        _fail("--engine must be local or ray", 2)
     if engine == "ray":  # imgtag/engine/tag_ray.py: same inputs, outputs and sidecars, tagged by Ray actors
         from imgtag.engine.tag_ray import RayMissing, run_tag_ray
 
@@ -127,7 +132,7 @@ def eval_(
     difficult: str = typer.Option("ignore", "--difficult", help="VOC difficult: ignore | positive | negative."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
     device: str = typer.Option("auto", "--device"),
-    runtime: str = typer.Option("auto", "--runtime"),
+    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j"),
     limit: int = typer.Option(0, "--limit", help="Evaluate only the first N images."),
@@ -303,7 +308,7 @@ def export_(
     if int8 != bool(calib):
         _fail("--int8 and --calib go together (int8 is calibrated on training images)", 2)
     try:
-        from imgtag.engine.onnx import export_onnx, quantize_int8
+        from imgtag.runtime.onnx import export_onnx, quantize_int8
 
         net, card = load_model(model)
         out = output or f"{Path(card.name).name}{'-int8' if int8 else ''}.onnx"
@@ -326,7 +331,7 @@ def export_(
 
 
 def main() -> None:
-    from imgtag.engine.memory import keep_freed_memory
+    from imgtag.runtime.memory import keep_freed_memory
 
     keep_freed_memory()
     try:

@@ -1,4 +1,4 @@
-"""Datasets (synthetic VOC / COCO / CSV / JSONL, plus the real VOC2007 copy when present) and transforms."""
+"""Datasets (synthetic VOC / COCO / CSV / JSONL, plus the real VOC2007 copy when present)."""
 import json
 import os
 import warnings
@@ -9,9 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from imgtag.data import (HALF_MEAN_STD, IMAGENET_MEAN, IMAGENET_STD, VOC_CLASSES, COCODataset,
-                         LabelledFileDataset, VOCDataset, build_dataset, build_transform,
-                         normalize_batch)
+from imgtag.data import VOC_CLASSES, COCODataset, LabelledFileDataset, VOCDataset, build_dataset
 
 
 def _jpeg(path: Path, color=(200, 30, 30), size=(24, 16)):
@@ -124,9 +122,8 @@ def test_real_voc2007():
         assert ds.classes[int(counts.argmax())] == "person"
         assert (counts > 0).all() and (~ds.masks).any()  # some difficult entries are ignored
         assert (ds.targets.sum(1) + (~ds.masks).sum(1) > 0).all()  # every image has a label or difficult
-    val.transform = build_transform(64)
     x, target, mask, i = val[0]
-    assert x.shape == (3, 64, 64) and target.shape == mask.shape == (20,) and i == 0
+    assert x.size[0] > 0 and target.shape == mask.shape == (20,) and i == 0
 
 
 # ---- COCO ----------------------------------------------------------------------------------------
@@ -196,46 +193,3 @@ def test_jsonl_with_ignore(tmp_path):
 def test_build_dataset_unknown_kind(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset kind 'imagenet'.*voc, coco, csv, jsonl"):
         build_dataset("imagenet", tmp_path, "train")
-
-
-# ---- transforms ----------------------------------------------------------------------------------
-def test_transforms_shape_dtype_normalisation():
-    torch.manual_seed(0)
-    im = Image.new("RGB", (100, 50), (255, 128, 0))
-    x = build_transform(32, IMAGENET_MEAN, IMAGENET_STD, train=False)(im)
-    assert type(x) is torch.Tensor and x.shape == (3, 32, 32) and x.dtype == torch.float32
-    want = (torch.tensor([1.0, 128 / 255, 0.0]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
-    torch.testing.assert_close(x[:, 5, 5], want, atol=1e-4, rtol=0)
-    assert build_transform((24, 40), HALF_MEAN_STD, HALF_MEAN_STD)(im).shape == (3, 24, 40)
-    raw = build_transform(16, mean=None, std=None)(im)
-    assert raw.min() >= 0 and raw.max() <= 1
-    for aug in ("none", "flip", "randaugment"):
-        y = build_transform(32, train=True, augment=aug)(im)
-        assert y.shape == (3, 32, 32) and y.dtype == torch.float32
-    with pytest.raises(ValueError):
-        build_transform(32, train=True, augment="strong")
-
-
-def test_cutout_actually_cuts():
-    from torchvision.transforms import v2
-    steps = build_transform(64, train=True, augment="randaugment").transforms
-    names = [type(s).__name__ for s in steps]
-    assert names.index("RandAugment") < names.index("Normalize") < names.index("RandomErasing")
-    erase = steps[names.index("RandomErasing")]
-    assert erase.p >= 0.5 and erase.scale[1] >= 0.2  # not Q2L's ~1 px cutout
-    torch.manual_seed(0)
-    frac = [float((v2.RandomErasing(p=1.0, scale=erase.scale, value=0)(torch.ones(3, 64, 64)) == 0)
-                  .all(0).float().mean()) for _ in range(50)]
-    assert min(frac) >= 0.01 and max(frac) >= 0.15
-    assert "RandomErasing" not in [type(s).__name__ for s in build_transform(64, train=True).transforms]
-
-
-def test_normalize_batch():
-    x = torch.randint(0, 256, (2, 8, 6, 3), dtype=torch.uint8)
-    y = normalize_batch(x, IMAGENET_MEAN, IMAGENET_STD)
-    assert y.shape == (2, 3, 8, 6) and y.dtype == torch.float32
-    want = (x.permute(0, 3, 1, 2).float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / \
-        torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    torch.testing.assert_close(y, want)
-    torch.testing.assert_close(normalize_batch(x.permute(0, 3, 1, 2)), want)  # NCHW input
-    np.testing.assert_allclose(normalize_batch(x, None, None).numpy(), (x.permute(0, 3, 1, 2) / 255).numpy())

@@ -10,7 +10,11 @@ import stat
 import pytest
 
 from imgtag.io.atomic import atomic_open, atomic_write_bytes
-from imgtag.io.writers import WRITERS, make_writer
+from imgtag.io.records import Label, make_record, record_labels
+from imgtag.io.writers import WRITERS, WriteFailed, Writer, make_writer, register_writer
+
+STDOUT_FORMATS = sorted(f for f, w in WRITERS.items() if w.to_stdout)
+FILE_FORMATS = sorted(f for f, w in WRITERS.items() if not w.beside_images)
 
 RECORDS = [
     {"path": "photos/a.jpg", "labels": [{"label": "dog", "score": 0.912345}, {"label": "grass", "score": 0.5}]},
@@ -102,7 +106,7 @@ def test_numpy_like_scores_are_plain_floats(tmp_path):
     assert json.loads(out.read_text())["labels"][0]["score"] == 0.1235
 
 
-@pytest.mark.parametrize("fmt", sorted(WRITERS))
+@pytest.mark.parametrize("fmt", STDOUT_FORMATS)
 def test_stdout(fmt, capsys):
     write_all(fmt, "-")
     out = capsys.readouterr().out
@@ -148,12 +152,81 @@ def test_make_writer():
         make_writer("xml", "-")
     with pytest.raises(RuntimeError):
         make_writer("jsonl", "-").write(RECORDS[0])
+    with pytest.raises(ValueError, match="needs -o FILE"):
+        make_writer("parquet", "-")
+    with pytest.raises(ValueError, match="-o does not apply"):
+        make_writer("xmp", "out.xmp")
+    with pytest.raises(ValueError, match="-o URI is for --format parquet"):
+        make_writer("jsonl", "s3://bucket/x.jsonl")
+
+
+# ----------------------------------------------------------------------------- records and the registry
+
+
+def test_make_record_is_the_one_record_shape():
+    labels = [Label("dog", 0.9), ("cat", 0.5), Label("golden retriever", 0.4, "animal|dog|golden retriever")]
+    rec = make_record("a.jpg", labels)
+    assert rec == {"path": "a.jpg", "labels": [{"label": "dog", "score": 0.9}, {"label": "cat", "score": 0.5},
+                                               {"label": "golden retriever", "score": 0.4, "path": "animal|dog|golden retriever"}]}
+    assert record_labels(rec)[2] == Label("golden retriever", 0.4, "animal|dog|golden retriever")
+    assert make_record("b.jpg", labels, error="b.jpg: truncated") == {"path": "b.jpg", "error": "b.jpg: truncated"}
+
+
+def test_hierarchy_path_survives_json_writers(tmp_path):
+    write_all("jsonl", tmp_path / "o.jsonl", [make_record("a.jpg", [Label("retriever", 0.7, "animal|dog|retriever")])])
+    assert json.loads((tmp_path / "o.jsonl").read_text())["labels"] == [{"label": "retriever", "score": 0.7, "path": "animal|dog|retriever"}]
+
+
+def test_a_new_format_is_one_registered_class(tmp_path):
+    @register_writer
+    class Upper(Writer):
+        fmt, help = "upper-test", "paths in capitals"
+
+        def _write(self, record):
+            self.f.write(record["path"].upper() + "\n")
+    try:
+        write_all("upper-test", tmp_path / "o.txt")
+        assert (tmp_path / "o.txt").read_text().splitlines()[0] == "PHOTOS/A.JPG"
+        with pytest.raises(ValueError, match="already registered"):
+            register_writer(Upper)
+    finally:
+        WRITERS.pop("upper-test")
+
+
+def test_parquet_round_trip_and_resume(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "o.parquet"
+    write_all("parquet", out)
+    rows = pq.read_table(out).to_pylist()
+    assert [r["path"] for r in rows] == [r["path"] for r in RECORDS]
+    assert rows[1]["labels"] == ["horse", "person"] and rows[2]["error"] == "photos/bad.jpg: truncated JPEG"
+    prev = make_writer("parquet", out).previous()  # earlier results: those with labels, failures are retried
+    assert sorted(prev) == sorted(r["path"] for r in GOOD)
+    assert record_labels(prev["photos/a.jpg"])[0] == Label("dog", 0.912345)
+
+
+def test_xmp_writer_writes_sidecars_and_reports_a_bad_one(tmp_path):
+    from imgtag.io.xmp import read_sidecar_labels
+
+    img, broken = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    img.write_bytes(b"x")
+    broken.write_bytes(b"x")
+    (tmp_path / "b.jpg.xmp").write_text("<not xmp")
+    w = make_writer("xmp", "-", model_name="tiny").open()
+    assert not w.done(str(img), {}) and not w.done(str(broken), {})  # unreadable sidecar: tag again
+    w.write(make_record(img, [Label("dog", 0.9), Label("cat", 0.4)]))
+    w.write(make_record(tmp_path / "c.jpg", error="c.jpg: truncated"))  # failures get no sidecar
+    with pytest.raises(WriteFailed, match="b.jpg: sidecar not written"):
+        w.write(make_record(broken, [Label("dog", 0.9)]))
+    w.close()
+    assert read_sidecar_labels(img) == ["dog", "cat"] and w.done(str(img), {})
+    assert not (tmp_path / "c.jpg.xmp").exists() and (tmp_path / "b.jpg.xmp").read_text() == "<not xmp"
 
 
 # ----------------------------------------------------------------------------- atomicity
 
 
-@pytest.mark.parametrize("fmt", sorted(WRITERS))
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_interrupted_run_leaves_old_output(tmp_path, fmt, exc):
     out = tmp_path / f"out.{fmt}"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-CHECK = ("import json, os, imgtag; from imgtag.engine.memory import keep_freed_memory; "
+CHECK = ("import json, os, imgtag; from imgtag.runtime.memory import keep_freed_memory; "
          "print(json.dumps([keep_freed_memory(), keep_freed_memory()]))")
 
 

@@ -17,9 +17,9 @@ ort = pytest.importorskip("onnxruntime")
 
 from imgtag.card import ModelCard, save_model  # noqa: E402
 from imgtag.cli import app  # noqa: E402
-from imgtag.engine import onnx as onnx_mod  # noqa: E402
-from imgtag.engine.onnx import INSTALL_HINT, OnnxRunner, export_onnx, read_metadata  # noqa: E402
-from imgtag.engine.predict import Tagger  # noqa: E402
+from imgtag.runtime import onnx as onnx_mod  # noqa: E402
+from imgtag.runtime.onnx import INSTALL_HINT, OnnxRunner, export_onnx, read_metadata  # noqa: E402
+from imgtag.runtime.tagger import Tagger  # noqa: E402
 from imgtag.io.decode import load_resized  # noqa: E402
 from imgtag.models.model import MultiLabelModel, TaggingModel, load_model  # noqa: E402
 
@@ -89,13 +89,13 @@ def test_tagger_parity_on_photos(tiny_model, photos):
     t_torch = Tagger(str(tiny_model), runtime="torch", workers=0, threshold=0.0)
     assert t_onnx.runtime == "onnx" and "onnxruntime" in t_onnx.description
     batch = torch.stack([torch.from_numpy(load_resized(p, 64)).permute(2, 0, 1) for p in photos])
-    assert (t_onnx._logits(batch) - t_torch._logits(batch)).abs().max() <= 1e-4
+    assert np.abs(t_onnx.runner(batch) - t_torch.runner(batch)).max() <= 1e-4
     s_onnx, e1 = t_onnx.score_paths(photos)
     s_torch, e2 = t_torch.score_paths(photos)
     assert not e1 and not e2
     np.testing.assert_allclose(s_onnx, s_torch, atol=1e-5, rtol=0)
     a, b = t_onnx.tag_paths(photos), t_torch.tag_paths(photos)
-    assert [[lab for lab, _ in p.labels] for p in a] == [[lab for lab, _ in p.labels] for p in b]
+    assert [[lab.label for lab in p.labels] for p in a] == [[lab.label for lab in p.labels] for p in b]
 
 
 def test_auto_runtime_on_cpu_is_onnx(tiny_model):

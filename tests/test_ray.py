@@ -13,7 +13,7 @@ pytest.importorskip("ray.data")
 from typer.testing import CliRunner  # noqa: E402
 
 from imgtag.cli import app  # noqa: E402
-from imgtag.engine.predict import Tagger  # noqa: E402
+from imgtag.runtime.tagger import Tagger  # noqa: E402
 from imgtag.io.xmp import read_sidecar, read_sidecar_labels  # noqa: E402
 from imgtag.ray import RayTagger, model_files, tag_dataset  # noqa: E402
 
@@ -53,7 +53,7 @@ def bad(tmp_path, photos) -> dict[str, str]:
 
 
 def local_scores(model, paths) -> dict[str, dict[str, float]]:
-    return {p.path: dict(p.labels) for p in Tagger(str(model), threshold=0.0, workers=0, runtime="torch").tag_paths(paths)}
+    return {p.path: {lab.label: lab.score for lab in p.labels} for p in Tagger(str(model), threshold=0.0, workers=0, runtime="torch").tag_paths(paths)}
 
 
 def assert_close(rows, ref):
@@ -196,9 +196,15 @@ def test_cli_uri_input_read_by_ray_and_resumed(tiny_model, photos, tmp_path):
     assert sorted(records(out.read_text())) == sorted(recs)  # each once: kept or re-tried (the bad one)
 
 
-def test_cli_usage_errors_and_missing_ray(tiny_model, photos, monkeypatch):
-    r = tag(photos[0], "-m", tiny_model, "-f", "parquet", "-o", "x.parquet")
-    assert r.exit_code == 2 and "--engine ray" in r.stderr
+def test_cli_usage_errors_and_missing_ray(tiny_model, photos, monkeypatch, tmp_path):
+    import pyarrow.parquet as pq
+
+    r = tag(photos[0], "-m", tiny_model, "-f", "parquet", "-o", tmp_path / "x.parquet", "-t", "0")  # a writer: any engine
+    assert r.exit_code == 0, r.stderr
+    rows = pq.read_table(tmp_path / "x.parquet").to_pylist()
+    assert [r["path"] for r in rows] == [str(photos[0])] and len(rows[0]["labels"]) == 3 and rows[0]["error"] == ""
+    r = tag(photos[0], "-m", tiny_model, "-f", "parquet")
+    assert r.exit_code == 2 and "-o" in r.stderr
     r = tag(photos[0], "-m", tiny_model, "--engine", "ray", "-f", "parquet")
     assert r.exit_code == 2 and "-o" in r.stderr
     r = tag(photos[0], "-m", tiny_model, "--engine", "ray", "-x", "unicorn")

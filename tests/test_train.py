@@ -98,7 +98,7 @@ def test_ddp_with_torchrun_two_processes(labelled, tmp_path):
 
 
 def test_views_are_fixed_and_distinct(photo):
-    from imgtag.engine.loader import View, read_chw
+    from imgtag.runtime.loader import View, read_chw
 
     t = read_chw(photo, 64)
     assert torch.equal(View(0)(t, 3), t) and torch.equal(View(1)(t, 3), t.flip(-1))

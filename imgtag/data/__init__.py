@@ -1,4 +1,4 @@
-"""Datasets (VOC, COCO, the user's CSV/JSONL) and image transforms.
+"""Datasets (VOC, COCO, the user's CSV/JSONL).
 
 All datasets are :class:`MultiLabelDataset` instances (``classes``, ``paths``, ``targets``, ``masks``);
 ``build_dataset`` picks one from a kind name, as the CLI does.
@@ -10,8 +10,6 @@ from typing import Callable
 
 from imgtag.data.coco import COCODataset
 from imgtag.data.labelled import LabelledFileDataset, MultiLabelDataset
-from imgtag.data.transforms import (HALF_MEAN_STD, IMAGENET_MEAN, IMAGENET_STD, build_transform,
-                                    normalize_batch)
 from imgtag.data.voc import VOC_CLASSES, VOCDataset
 
 DATASET_KINDS = ("voc", "coco", "csv", "jsonl")
@@ -37,6 +35,5 @@ def build_dataset(kind: str, root: str | Path, split: str = "train", transform: 
     raise ValueError(f"unknown dataset kind {kind!r}: expected one of {', '.join(DATASET_KINDS)}")
 
 
-__all__ = ["COCODataset", "DATASET_KINDS", "HALF_MEAN_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-           "LabelledFileDataset", "MultiLabelDataset", "VOCDataset", "VOC_CLASSES", "build_dataset",
-           "build_transform", "normalize_batch"]
+__all__ = ["COCODataset", "DATASET_KINDS", "LabelledFileDataset", "MultiLabelDataset", "VOCDataset", "VOC_CLASSES",
+           "build_dataset"]

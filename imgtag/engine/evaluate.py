@@ -1,6 +1,6 @@
 """``imgtag eval``: score a model on a labelled dataset with the metrics papers report.
 
-Protocol (documented choices; see ../shared/research/methods.md §6): non-interpolated AP by default
+Protocol (documented choices; see engine/metrics.py): non-interpolated AP by default
 (``ap_mode="11point"`` for the VOC2007 devkit, ``"interp"`` for Q2L's all-point interpolated AP), VOC
 'difficult' entries ignored, CP/CR/CF1/OP/OR/OF1 at the model card's per-class thresholds (or a fixed
 threshold) with CF1 = harmonic mean of CP and CR. Images that fail to decode are reported and left out.
@@ -11,7 +11,7 @@ import numpy as np
 
 from imgtag.data import build_dataset
 from imgtag.engine.metrics import evaluate_scores
-from imgtag.engine.predict import Tagger
+from imgtag.runtime.tagger import Tagger
 
 
 def evaluate(tagger: Tagger, dataset: str, root: str, split: str, ap_mode: str = "nonint",

@@ -1,7 +1,7 @@
 """Cache the output of a frozen backbone prefix once, so training runs only the later stages.
 
 The fair CPU recipe: the early EfficientNet stages are frozen (eval-mode BN, no grad), so their output for a
-given image never changes. Each training image is cached in a fixed number of views (loader.View: the image, its
+given image never changes. Each training image is cached in a fixed number of views (runtime/loader.py View: the image, its
 mirror, then seeded draws of the augmentation policy), each computed once. The cache is a safetensors file keyed by
 everything that determines its content (backbone, weights, stage cut, input size, normalisation, image list, view).
 """
@@ -13,10 +13,12 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
-from imgtag.engine.loader import View, iter_batches, normalize
+from imgtag.io.atomic import atomic_write_bytes
+from imgtag.models.model import normalize
+from imgtag.runtime.loader import View, iter_batches
 
 
 def cache_dir() -> Path:
@@ -91,7 +93,5 @@ def cached_features(stages: list[nn.Module], k: int, paths, size: int, mean, std
         if errors:
             raise RuntimeError(f"{len(errors)} training images failed to decode, e.g. {errors[0]}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    save_file({"features": feats.contiguous()}, str(tmp))
-    os.replace(tmp, target)
+    atomic_write_bytes(target, save({"features": feats.contiguous()}))
     return feats

@@ -1,6 +1,6 @@
 """Training: one readable loop for every head × loss, in the spirit of nanoGPT's train.py.
 
-Recipe (defaults follow Query2Label / ASL, see ../shared/research/methods.md §1.3, §5.1):
+Recipe (defaults follow Query2Label / ASL):
 AdamW (weight decay 1e-4, none on norms and biases), OneCycle (pct_start 0.2) stepped per iteration, EMA of
 the weights (the better of regular/EMA on validation mAP is kept, as in Q2L), bf16 autocast on CUDA,
 early stopping on validation mAP, per-class thresholds calibrated on the validation scores.
@@ -32,20 +32,22 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from imgtag.card import ModelCard, save_model
 from imgtag.data import build_dataset
 from imgtag.engine.features import cached_features
-from imgtag.engine.loader import View, augment_ops, iter_batches, normalize, read_chw
-from imgtag.engine.memory import keep_freed_memory
 from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
+from imgtag.io.atomic import atomic_write_bytes
 from imgtag.models.backbone import pretrained_config
 from imgtag.models.heads import HEADS, cooccurrence_probability
 from imgtag.models.losses import AM_BINARY_SCALE, build_loss
-from imgtag.models.model import MultiLabelModel
+from imgtag.models.model import MultiLabelModel, normalize
+from imgtag.runtime.device import pick_device
+from imgtag.runtime.loader import Augment, ImageFiles, View, iter_batches, loader as image_loader
+from imgtag.runtime.memory import keep_freed_memory
 
 
 @dataclass
@@ -104,12 +106,6 @@ def cache_views(cfg: TrainConfig) -> int:
     return cfg.views or (most or 0)
 
 
-def pick_device(spec: str = "auto") -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
-
-
 def log(msg: str) -> None:
     if int(os.environ.get("RANK", 0)) == 0:
         print(msg, file=sys.stderr, flush=True)
@@ -133,21 +129,6 @@ class EMA:
                 e.copy_(m)
 
 
-class AugmentedImages(Dataset):
-    """Images read through the shared decode path, augmented as uint8 tensors (works for RandAugment too)."""
-
-    def __init__(self, paths, targets, masks, size: int, augment: str):
-        self.paths, self.targets, self.masks, self.size = paths, targets, masks, size
-        self.tf = augment_ops(augment)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        x = read_chw(self.paths[i], self.size)
-        return self.tf(x), self.targets[i], self.masks[i]
-
-
 def _progress_bar(title: str, total: int):
     """A transient rich progress bar on stderr, shown only when stderr is a terminal."""
     from rich.console import Console
@@ -160,6 +141,15 @@ def _progress_bar(title: str, total: int):
     bar.add_task(title, total=total)
     bar.start()
     return bar
+
+
+def _with_targets(b, ds) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A decoded training batch with its targets and masks; a training image that fails stops the run."""
+    bad = [e for e in b.errors if e]
+    if bad:
+        raise RuntimeError(f"{len(bad)} training image(s) failed to decode, e.g. {bad[0]}")
+    idx = torch.as_tensor(b.indices)
+    return b.images, ds.targets[idx], ds.masks[idx]
 
 
 def param_groups(model: MultiLabelModel, cfg: TrainConfig) -> list[dict]:
@@ -191,9 +181,7 @@ def _save_checkpoint(path: Path, model, ema, opt, sched, state: dict) -> None:
         for k, v in st.items():
             tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
     meta = {"state": state, "sched": sched.state_dict(), "opt_groups": osd["param_groups"], "ema_steps": ema.steps}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta, default=float)})
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save(tensors, metadata={"meta": json.dumps(meta, default=float)}))
 
 
 def _load_checkpoint(path: Path, model, ema, opt, sched) -> dict:
@@ -271,7 +259,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
         val_loader = DataLoader(TensorDataset(val_feats), batch_size=64)
         stem_fn = lambda x: x.float()  # noqa: E731
     else:
-        train_set = AugmentedImages(train_ds.paths, train_ds.targets, train_ds.masks, cfg.size, cfg.augment)
+        train_set = ImageFiles(train_ds.paths, cfg.size, view=Augment(cfg.augment))
         sampler_len = len(train_set)
         val_loader = None
         stem_fn = prefix
@@ -315,12 +303,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
         t0, total, seen = time.time(), 0.0, 0
         idx = sample_indices(epoch)
         if use_cache:  # index the cached tensors directly: no per-sample collation
-            loader = (tuple(t[idx[i:i + cfg.batch_size]] for t in train_set.tensors) for i in range(0, len(idx), cfg.batch_size))
+            batches = (tuple(t[idx[i:i + cfg.batch_size]] for t in train_set.tensors) for i in range(0, len(idx), cfg.batch_size))
         else:
-            loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=idx.tolist(), drop_last=False,
-                                num_workers=workers if workers is not None else min(4, os.cpu_count() or 1))
+            decoded = image_loader(train_set, cfg.batch_size, workers if workers is not None else min(4, os.cpu_count() or 1),
+                                   sampler=idx.tolist(), prefetch=2)
+            batches = (_with_targets(b, train_ds) for b in decoded)
         bar = _progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch) if progress and rank == 0 else None
-        for xb, yb, mb in loader:
+        for xb, yb, mb in batches:
             if bar:
                 bar.advance(bar.task_ids[0])
             xb, yb, mb = xb.to(device, non_blocking=True), yb.to(device), mb.to(device)
@@ -354,7 +343,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[Path, dict]:
                 state["best_map"], state["best_epoch"] = better, epoch + 1
                 src = ema.module if m_ema >= m_reg else model
                 best_scores = s_ema if m_ema >= m_reg else s_reg
-                save_file({k: v.detach().cpu().contiguous() for k, v in src.state_dict().items()}, str(out / "best.safetensors"))
+                atomic_write_bytes(out / "best.safetensors", save({k: v.detach().cpu().contiguous() for k, v in src.state_dict().items()}))
             _save_checkpoint(ckpt, model, ema, opt, sched, state)
         stop = torch.tensor([epoch + 1 - state.get("best_epoch", 0) > cfg.patience], dtype=torch.int)
         if distributed:

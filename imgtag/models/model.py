@@ -67,18 +67,26 @@ class MultiLabelModel(nn.Module):
         return nn.Sequential(*stages[:k]), nn.Sequential(*stages[k:], self.neck, self.head)
 
 
+def normalize(images: torch.Tensor, mean, std, dtype=torch.float32) -> torch.Tensor:
+    """uint8 (or 0..255 float) N×3×H×W → ``(x / 255 - mean) / std`` as float, on the images' device.
+
+    The one normalisation: training, feature caching and :class:`TaggingModel` (so torch and ONNX) use it."""
+    m = torch.as_tensor(mean, device=images.device, dtype=dtype).view(1, -1, 1, 1) * 255
+    s = torch.as_tensor(std, device=images.device, dtype=dtype).view(1, -1, 1, 1) * 255
+    return (images.to(dtype) - m) / s
+
+
 class TaggingModel(nn.Module):
     """uint8 (or 0..255 float) RGB N×3×S×S → logits, with the card's normalisation inside the graph."""
 
     def __init__(self, model: nn.Module, mean, std):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.to(self.mean.dtype) - self.mean) / self.std
-        return self.model(x)
+        return self.model(normalize(images, self.mean, self.std, self.mean.dtype))
 
 
 def load_model(spec: str | None = None, device: str | torch.device = "cpu") -> tuple[MultiLabelModel, ModelCard]:

@@ -1,19 +1,28 @@
 """Decode images into fixed-size uint8 batches in parallel workers; one preprocessing path for all uses.
 
-Training-feature caching, evaluation and tagging all read images through :func:`load_resized` (decode,
-EXIF orientation, RGB, squish-resize to S×S), so a model sees the same pixels in every mode. Normalisation is
-applied later on the device (:func:`normalize`), which keeps host→device transfers at one byte per value.
+Training, training-feature caching, evaluation and tagging all read images through one dataset,
+:class:`ImageFiles`, and :func:`load_resized` (decode, EXIF orientation, RGB, squish-resize to S×S), so a
+model sees the same pixels in every mode. Normalisation is applied later on the device
+(:func:`imgtag.models.model.normalize`), which keeps host→device transfers at one byte per value. For a CUDA
+device, JPEGs can travel as bytes and decode on the GPU (:func:`decode_jpegs`, nvjpeg).
 """
 from __future__ import annotations
 
+import io as _io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from imgtag.io.decode import DecodeError, load_resized
+from imgtag.models.model import normalize  # noqa: F401 - re-exported: the one normalisation
+
+JPEG_EXT = {".jpg", ".jpeg", ".jpe", ".jfif"}
 
 
 def default_workers() -> int:
@@ -55,23 +64,58 @@ class View:
             return self.ops(t)
 
 
-class ImageFiles(Dataset):
-    """``(uint8 tensor 3×S×S, index, error)`` per path; a bad file yields zeros and a one-line error."""
+class Augment:
+    """Live augmentation (a fresh draw every time) with the ``view(tensor, index)`` signature of :class:`View`."""
 
-    def __init__(self, paths: Sequence, size: int, view: View | None = None):
-        self.paths, self.size, self.view = list(paths), size, view
+    def __init__(self, policy: str):
+        self.ops = augment_ops(policy)
+
+    def __call__(self, t: torch.Tensor, i: int) -> torch.Tensor:
+        return self.ops(t)
+
+
+class Item(NamedTuple):
+    index: int
+    pixels: torch.Tensor | None  # uint8 3×S×S; None for a JPEG left to the GPU or a file that failed
+    error: str  # "" when fine
+    jpeg: torch.Tensor | None = None  # raw JPEG bytes (uint8) for GPU decode
+    orientation: int = 1  # EXIF orientation of ``jpeg``
+
+
+def exif_orientation(data: bytes) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(_io.BytesIO(data)) as im:
+            return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - the CPU fallback will report real problems
+        return 1
+
+
+class ImageFiles(Dataset):
+    """The one per-file dataset: :class:`Item` per path. ``view(tensor, index)`` transforms the pixels (a
+    :class:`View` or :class:`Augment`); ``jpeg_bytes=True`` hands JPEG files over as bytes for GPU decoding.
+    A bad file gives an Item with ``error`` (one line naming the file) and no pixels: a worker never dies."""
+
+    def __init__(self, paths: Sequence, size: int, view: Callable | None = None, jpeg_bytes: bool = False):
+        self.paths, self.size, self.view, self.jpeg_bytes = list(paths), size, view, jpeg_bytes
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> Item:
+        p = self.paths[i]
         try:
-            t = read_chw(self.paths[i], self.size)
-            return (self.view(t, i) if self.view else t), i, ""
+            if self.jpeg_bytes and Path(p).suffix.lower() in JPEG_EXT:
+                data = Path(p).read_bytes()
+                if data[:3] == b"\xff\xd8\xff":
+                    return Item(i, None, "", torch.frombuffer(bytearray(data), dtype=torch.uint8), exif_orientation(data))
+            t = read_chw(p, self.size)
+            return Item(i, self.view(t, i) if self.view else t, "")
         except DecodeError as e:
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), i, str(e)
+            return Item(i, None, str(e))
         except Exception as e:  # noqa: BLE001 - a worker must never die on one file
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), i, f"{self.paths[i]}: {type(e).__name__}: {e}"
+            return Item(i, None, f"{p}: {type(e).__name__}: {e}")
 
 
 @dataclass
@@ -81,21 +125,50 @@ class Batch:
     errors: list[str]  # "" where the image decoded
 
 
-def _collate(items) -> Batch:
-    return Batch(torch.stack([t for t, _, _ in items]), [i for _, i, _ in items], [e for _, _, e in items])
+def collate(items: list[Item], size: int) -> Batch:
+    """Items → a :class:`Batch` (zeros where an image failed)."""
+    zeros = torch.zeros(3, size, size, dtype=torch.uint8)
+    return Batch(torch.stack([zeros if it.pixels is None else it.pixels for it in items]),
+                 [it.index for it in items], [it.error for it in items])
+
+
+def loader(ds: ImageFiles, batch_size: int, workers: int | None = None, sampler=None, collate_fn=None,
+           pin_memory: bool = False, prefetch: int = 4) -> DataLoader:
+    """A DataLoader over ``ds`` in input order (or ``sampler``'s), decoded by ``workers`` processes (0: here)."""
+    workers = default_workers() if workers is None else workers
+    kw = dict(num_workers=workers, persistent_workers=False, prefetch_factor=prefetch) if workers > 0 else {}
+    collate_fn = collate_fn or partial(collate, size=ds.size)
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, sampler=sampler, collate_fn=collate_fn,
+                      pin_memory=pin_memory, **kw)
 
 
 def iter_batches(paths: Sequence, size: int, batch_size: int = 16, workers: int | None = None,
                  view: View | None = None, pin_memory: bool = False, prefetch: int = 4) -> Iterator[Batch]:
     """Batches in input order, decoded by ``workers`` processes (0 = in this process), each image as ``view``."""
-    workers = default_workers() if workers is None else workers
-    ds = ImageFiles(paths, size, view)
-    kw = dict(num_workers=workers, persistent_workers=False, prefetch_factor=prefetch) if workers > 0 else {}
-    yield from DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=_collate, pin_memory=pin_memory, **kw)
+    yield from loader(ImageFiles(paths, size, view), batch_size, workers, pin_memory=pin_memory, prefetch=prefetch)
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], dtype=torch.float32) -> torch.Tensor:
-    """uint8 (or 0..255 float) N×3×H×W → normalised float, on the images' device."""
-    m = torch.tensor(mean, device=images.device, dtype=dtype).view(1, -1, 1, 1) * 255
-    s = torch.tensor(std, device=images.device, dtype=dtype).view(1, -1, 1, 1) * 255
-    return (images.to(dtype) - m) / s
+def _orient(img: torch.Tensor, o: int) -> torch.Tensor:
+    """Apply EXIF orientation ``o`` (1..8) to a C×H×W tensor, as PIL's ``ImageOps.exif_transpose`` does."""
+    ops = {2: lambda t: t.flip(-1), 3: lambda t: t.flip(-1).flip(-2), 4: lambda t: t.flip(-2),
+           5: lambda t: t.transpose(-1, -2), 6: lambda t: torch.rot90(t, -1, (-2, -1)),
+           7: lambda t: t.transpose(-1, -2).flip(-1).flip(-2), 8: lambda t: torch.rot90(t, 1, (-2, -1))}
+    return ops[o](img) if o in ops else img
+
+
+def decode_jpegs(items: Sequence[Item], size: int, device: torch.device) -> list[torch.Tensor | None]:
+    """Decode the Items' raw JPEGs on the GPU (nvjpeg), rotate per EXIF, resize to S×S: per item a uint8
+    3×S×S tensor on ``device``, or None where nvjpeg refused the batch (CMYK, odd sampling: decode on the CPU)."""
+    import torch.nn.functional as F
+    import torchvision.io as tio
+
+    try:
+        decoded = tio.decode_jpeg([it.jpeg for it in items], mode=tio.ImageReadMode.RGB, device=device)
+    except Exception:  # noqa: BLE001 - nvjpeg refuses some files: CPU fallback
+        return [None] * len(items)
+    out = []
+    for img, it in zip(decoded, items):
+        img = _orient(img, it.orientation).unsqueeze(0).float()
+        img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(img.round_().clamp_(0, 255).to(torch.uint8)[0])
+    return out

@@ -1,26 +1,8 @@
-"""Distributed tagging on Ray Data (``pip install 'imgtag[ray]'``).
+"""The Ray actor behind :mod:`imgtag.ray` (the public API, documented there) and ``imgtag tag --engine ray``.
 
-:class:`RayTagger` is a callable class for ``Dataset.map_batches``: each actor loads the model once (CPU,
-or one GPU with ``num_gpus=1``) and turns batches of images into rows ``path, labels, scores, error``
-(``labels``: list of str, best first; ``scores``: their scores; ``error``: "" when fine). Input batches
-hold paths (column ``path``; the workers read the files) or encoded images (columns ``bytes`` + ``path``,
-as ``ray.data.read_binary_files(..., include_paths=True)`` gives). A file that fails becomes that row's
-``error``; the job goes on. With ``write_sidecars=True`` the workers write XMP sidecars beside the images
-(atomically: a retried batch rewrites the same complete file, never half of one).
-
->>> import ray, imgtag.ray
->>> ds = ray.data.read_binary_files("s3://bucket/photos", include_paths=True)
->>> imgtag.ray.tag_dataset(ds, model="runs/model", actors=(1, 8)).write_parquet("s3://bucket/tags")
-
-or, with paths on a share every node mounts, and sidecars::
-
-    ds = ray.data.from_items([{"path": p} for p in paths])
-    ds = ds.map_batches(RayTagger, fn_constructor_kwargs={"model": "runs/model", "write_sidecars": True},
-                        compute=ray.data.ActorPoolStrategy(size=4), num_gpus=1, batch_size=64)
-
-:func:`tag_dataset` sends the model files to the actors through the object store, so worker nodes need
-imgtag installed but not the model. Actors that die (node lost, OOM kill) are restarted and their batch
-retried (Ray Data's fault tolerance).
+:class:`RayTagger` wraps a :class:`~imgtag.runtime.tagger.Tagger` for ``Dataset.map_batches``; rows are built
+from :func:`imgtag.io.records.make_record` records (:func:`imgtag.io.writers.parquet_row`), sidecars are
+written by :class:`imgtag.io.writers.XmpWriter`, as in the local engine.
 """
 from __future__ import annotations
 
@@ -28,11 +10,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
-SCHEMA = pa.schema([("path", pa.string()), ("labels", pa.list_(pa.string())),
-                    ("scores", pa.list_(pa.float64())), ("error", pa.string())])
+from imgtag.io.records import make_record
+from imgtag.io.writers import WriteFailed, XmpWriter, parquet_row, parquet_schema
+
+SCHEMA = parquet_schema()
 
 
 def model_files(model: str | Path | None) -> dict[str, bytes]:
@@ -56,7 +39,7 @@ class RayTagger:
 
     def __init__(self, model: str | None = None, *, files=None, write_sidecars: bool = False,
                  sidecar_mode: str = "merge", sidecar_naming: str = "auto", **tagger_kw):
-        from imgtag.engine.predict import Tagger
+        from imgtag.runtime.tagger import Tagger
 
         tagger_kw.setdefault("workers", 0)
         tagger_kw.setdefault("runtime", "torch")
@@ -83,7 +66,8 @@ class RayTagger:
         finally:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
-        self.write_sidecars, self.sidecar_mode, self.sidecar_naming = write_sidecars, sidecar_mode, sidecar_naming
+        self.sidecars = XmpWriter(on_existing=sidecar_mode, model_name=self.tagger.card.name,
+                                  sidecar_naming=sidecar_naming).open() if write_sidecars else None
 
     def __call__(self, batch) -> pa.Table:
         cols = list(batch.columns if hasattr(batch, "columns") else batch.keys())
@@ -100,46 +84,34 @@ class RayTagger:
                     preds += self._tag([p], None if data is None else [data[i]])
                 except Exception as e:  # noqa: BLE001
                     preds.append((p, [], f"{p}: {type(e).__name__}: {e}"))
-        rows = {"path": [], "labels": [], "scores": [], "error": []}
+        rows = []
         for path, labels, error in preds:
-            if not error and self.write_sidecars:
-                error = self._sidecar(path, labels)
-            rows["path"].append(path)
-            rows["labels"].append([lab for lab, _ in labels])
-            rows["scores"].append([float(s) for _, s in labels])
-            rows["error"].append(error or "")
-        return pa.Table.from_pydict(rows, schema=SCHEMA)
+            record = make_record(path, labels, error)
+            if not error and self.sidecars:
+                try:
+                    self.sidecars.write(record)
+                except WriteFailed as e:
+                    record = make_record(path, error=str(e))
+            rows.append(parquet_row(record))
+        return pa.Table.from_pylist(rows, schema=SCHEMA)
 
     def _tag(self, paths: list[str], data: list | None) -> list[tuple[str, list, str | None]]:
-        """(path, [(label, score), ...], error) per input, in order."""
+        """(path, [Label, ...], error) per input, in order."""
         if data is None:
             return [(p.path, p.labels, p.error) for p in self.tagger.tag_paths(paths)]
-        import torch
-
         from imgtag.io.decode import DecodeError, load_resized_from_bytes
 
-        t, out, ok = self.tagger, [None] * len(paths), []
-        pixels = []
+        out: list = [None] * len(paths)
+        ok, pixels = [], []
         for i, (p, b) in enumerate(zip(paths, data)):
             try:
-                pixels.append(torch.from_numpy(load_resized_from_bytes(bytes(b), p, t.size)).permute(2, 0, 1))
+                pixels.append(load_resized_from_bytes(bytes(b), p, self.tagger.size))
                 ok.append(i)
             except DecodeError as e:
                 out[i] = (p, [], str(e))
-        for k in range(0, len(ok), t.batch_size):
-            batch = torch.stack(pixels[k:k + t.batch_size]).to(t.device)
-            for i, s in zip(ok[k:k + t.batch_size], torch.sigmoid(t._logits(batch)).numpy()):
-                out[i] = (paths[i], t.select(s), None)
+        for i, pred in zip(ok, self.tagger.tag_pixels(pixels, [paths[i] for i in ok])):
+            out[i] = (pred.path, pred.labels, None)
         return out
-
-    def _sidecar(self, path: str, labels) -> str:
-        from imgtag.io.xmp import XmpError, write_sidecar
-
-        try:
-            write_sidecar(path, labels, mode=self.sidecar_mode, model_name=self.tagger.card.name, naming=self.sidecar_naming)
-            return ""
-        except (XmpError, OSError, ValueError) as e:
-            return f"{path}: sidecar not written: {e}"
 
 
 def tag_dataset(ds, model: str | Path | None = None, actors: int | tuple[int, int] = 2, num_gpus: float = 0,

@@ -1,241 +1,180 @@
-"""The batched inference pipeline behind ``imgtag tag``, ``imgtag eval`` and the Python API.
+"""The Tagger: batched inference behind ``imgtag tag``, ``imgtag eval``, the Python API and the Ray actors.
 
-files → decode workers (uint8 S×S, or raw JPEG bytes for GPU decode) → device → model → scores → labels.
+files → decode workers (:class:`~imgtag.runtime.loader.ImageFiles`: uint8 S×S, or raw JPEG bytes for GPU
+decode) → runner (registry.py: torch, onnx, ...) → scores → labels (:class:`~imgtag.runtime.selection.Selector`).
 
-* CPU: images decode and resize in parallel worker processes (PIL, JPEG draft mode), the model runs in
-  channels_last fp32.
+* CPU: images decode and resize in parallel worker processes (PIL, JPEG draft mode); ``runtime="auto"`` takes
+  the fastest available runner (ONNX Runtime, else torch with the reason in ``runtime_reason``).
 * CUDA: JPEGs are read as bytes by the workers and decoded in batches on the GPU (torchvision nvjpeg), rotated
-  per EXIF and resized there; other formats, and JPEGs nvjpeg refuses, decode on the CPU workers. The model
-  runs in bf16 autocast, channels_last; on out-of-memory the batch is split and the batch size backs off.
+  per EXIF and resized there; other formats, and JPEGs nvjpeg refuses, decode on the CPU workers. The torch
+  runner runs bf16 autocast, channels_last, and backs the batch size off on out-of-memory.
 * Results stream in input order, one :class:`Prediction` per file; a file that fails yields a prediction
   with ``error`` set and the run goes on.
 """
 from __future__ import annotations
 
-import io as _io
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
 
-from imgtag.engine.memory import keep_freed_memory
-from imgtag.engine.loader import default_workers, read_chw
 from imgtag.io.decode import DecodeError
-from imgtag.models.model import TaggingModel, load_model
-
-JPEG_EXT = {".jpg", ".jpeg", ".jpe", ".jfif"}
+from imgtag.io.records import Label, make_record
+from imgtag.models.model import load_model
+from imgtag.runtime.device import pick_device
+from imgtag.runtime.loader import ImageFiles, decode_jpegs, default_workers, loader, read_chw
+from imgtag.runtime.memory import keep_freed_memory
+from imgtag.runtime.registry import auto_order, get_runner
+from imgtag.runtime.selection import Selector
 
 
 @dataclass
 class Prediction:
     path: str
-    labels: list[tuple[str, float]] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)  # best first
     scores: np.ndarray | None = None  # all K scores (sigmoid), when the image decoded
     error: str | None = None
 
     def to_record(self) -> dict:
-        if self.error:
-            return {"path": self.path, "error": self.error}
-        return {"path": self.path, "labels": [{"label": lab, "score": s} for lab, s in self.labels]}
+        return make_record(self.path, self.labels, self.error)
 
 
-def pick_device(spec: str | None = "auto") -> torch.device:
-    if spec in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but no CUDA GPU is available")
-    return dev
+def make_runner(runtime: str, net, card, device: torch.device, precision: str | None = None, **kw):
+    """``(runner, reason)``: the runner ``runtime`` names (or, for ``auto``, the first of
+    :func:`~imgtag.runtime.registry.auto_order` that is available and builds) and why it was taken; for an
+    automatic fallback the reason is why the preferred one was not. RuntimeError/ValueError when a named
+    runner cannot run here (one line)."""
+    if runtime != "auto":
+        cls = get_runner(runtime)
+        reason = cls.available(device)
+        if reason:
+            raise RuntimeError(reason)
+        if precision and precision not in cls.precisions:
+            raise ValueError(f"--runtime {runtime} runs {', '.join(cls.precisions)}, not {precision!r}")
+        try:  # e.g. the ONNX export of a model it cannot express
+            return cls(net, card, device, precision=precision, **kw), "asked for"
+        except ImportError as e:
+            raise RuntimeError(str(e)) from e
+        except Exception as e:  # noqa: BLE001
+            raise RuntimeError(f"--runtime {runtime}: {type(e).__name__}: {_first_line(e)}") from e
+    first_reason = None
+    for name in auto_order(device):
+        cls = get_runner(name)
+        reason = cls.available(device) or (f"{name} has no {precision}" if precision and precision not in cls.precisions else None)
+        if reason is None:
+            try:
+                runner = cls(net, card, device, precision=precision, **kw)
+                return runner, first_reason or ("CUDA device" if device.type == "cuda" else f"{name} is the fastest CPU runtime here")
+            except Exception as e:  # noqa: BLE001 - a model a runtime cannot express still runs on the next
+                reason = f"{name} failed ({type(e).__name__}: {_first_line(e)[:200]})"
+        first_reason = first_reason or reason
+    raise RuntimeError(f"no runtime can run this model on {device}: {first_reason}")
 
 
-def _exif_orientation(data: bytes) -> int:
-    from PIL import Image
-
-    try:
-        with Image.open(_io.BytesIO(data)) as im:
-            return int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - the CPU fallback will report real problems
-        return 1
-
-
-class _Files(Dataset):
-    """Per path: ("px", uint8 3×S×S) decoded here, ("jpeg", bytes, orientation) for GPU decode, or ("err", msg)."""
-
-    def __init__(self, paths: Sequence, size: int, gpu_jpeg: bool):
-        self.paths, self.size, self.gpu_jpeg = list(paths), size, gpu_jpeg
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        p = self.paths[i]
-        try:
-            if self.gpu_jpeg and Path(p).suffix.lower() in JPEG_EXT:
-                data = Path(p).read_bytes()
-                if data[:3] == b"\xff\xd8\xff":
-                    return i, "jpeg", torch.frombuffer(bytearray(data), dtype=torch.uint8), _exif_orientation(data)
-            return i, "px", read_chw(p, self.size), 1
-        except DecodeError as e:
-            return i, "err", str(e), 0
-        except Exception as e:  # noqa: BLE001 - a worker must never die on one file
-            return i, "err", f"{p}: {type(e).__name__}: {e}", 0
-
-
-def _orient(img: torch.Tensor, o: int) -> torch.Tensor:
-    """Apply EXIF orientation ``o`` (1..8) to a C×H×W tensor, as PIL's ``ImageOps.exif_transpose`` does."""
-    ops = {2: lambda t: t.flip(-1), 3: lambda t: t.flip(-1).flip(-2), 4: lambda t: t.flip(-2),
-           5: lambda t: t.transpose(-1, -2), 6: lambda t: torch.rot90(t, -1, (-2, -1)),
-           7: lambda t: t.transpose(-1, -2).flip(-1).flip(-2), 8: lambda t: torch.rot90(t, 1, (-2, -1))}
-    return ops[o](img) if o in ops else img
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
 
 
 class Tagger:
     """Load a model once, then tag paths or PIL images in batches.
 
     >>> t = Tagger()                                  # shipped default model
-    >>> for p in t.tag_paths(["a.jpg", "b.png"]): print(p.path, p.labels)
+    >>> for p in t.tag_paths(["a.jpg", "b.png"]): print(p.path, [(lab.label, lab.score) for lab in p.labels])
+
+    ``runtime``: a runner name (:func:`~imgtag.runtime.registry.runner_names`) or ``auto``; ``precision``: one
+    the runner offers (None: its default). Selection (``threshold``/``top_k``/``exclude``) is :attr:`selector`.
     """
 
-    def __init__(self, model: str | None = None, device: str | None = "auto", batch_size: int | None = None,
+    def __init__(self, model: str | Path | None = None, device: str | None = "auto", batch_size: int | None = None,
                  workers: int | None = None, threshold: float | None = None, top_k: int | None = None,
-                 exclude: Iterable[str] = (), gpu_decode: bool = True, runtime: str = "torch"):
+                 exclude: Iterable[str] = (), gpu_decode: bool = True, runtime: str = "torch",
+                 precision: str | None = None, **runner_kw):
         keep_freed_memory()
         self.device = pick_device(device)
         self.net, self.card = load_model(model, "cpu")
         self.labels = list(self.card.labels)
-        unknown = sorted(set(exclude) - set(self.labels))
-        if unknown:
-            raise ValueError(f"--exclude: unknown label(s) {', '.join(unknown)}; the model knows {', '.join(self.labels)}")
-        self.exclude = set(exclude)
-        self.thresholds = np.full(len(self.labels), threshold, np.float32) if threshold is not None else np.asarray(self.card.class_thresholds(), np.float32)
-        self.top_k = top_k
+        self.selector = Selector(self.labels, threshold if threshold is not None else self.card.class_thresholds(),
+                                 top_k, exclude)
         self.size = int(self.card.input_size)
         self.cuda = self.device.type == "cuda"
         self.batch_size = batch_size or (64 if self.cuda else 16)
         self.workers = default_workers() if workers is None else workers
         self.gpu_decode = gpu_decode and self.cuda
-        self.runtime, self.runtime_reason = self._pick_runtime(runtime)
-        self.module = TaggingModel(self.net, self.card.mean, self.card.std).eval().to(self.device)
-        if self.cuda:
-            self.module = self.module.to(memory_format=torch.channels_last)
-        elif self.runtime == "torch":
-            self.module = self.module.to(memory_format=torch.channels_last)
+        self.runner, self.runtime_reason = make_runner(runtime, self.net, self.card, self.device, precision, **runner_kw)
+        self.runtime = self.runner.name
+        self.input_device = torch.device(getattr(self.runner, "device", "cpu"))  # where the runner wants its input
+        #: why ``auto`` did not get its first choice (None when it did, or a runtime was named)
+        self.fallback = None if runtime != "auto" or self.runtime == auto_order(self.device)[0] else self.runtime_reason
 
-    def _pick_runtime(self, runtime: str) -> tuple[str, str]:
-        if runtime not in ("auto", "torch", "onnx"):
-            raise ValueError(f"--runtime must be auto, torch or onnx, not {runtime!r}")
-        if runtime == "torch" or (runtime == "auto" and self.cuda):
-            return "torch", "asked for" if runtime == "torch" else "CUDA device"
-        if self.cuda:
-            raise ValueError("--runtime onnx runs on the CPU only; use --device cpu (or --runtime torch on CUDA)")
-        try:  # first use exports the graph into the user cache (seconds); later runs load it
-            from imgtag.engine.onnx import OnnxRunner
-
-            self._onnx = OnnxRunner(self.net, self.card)
-        except ImportError as e:  # str(e) is the one-line install hint
-            if runtime == "onnx":
-                raise RuntimeError(str(e)) from e
-            return "torch", str(e)
-        except Exception as e:  # noqa: BLE001 - a model ONNX cannot express still runs on torch
-            if runtime == "onnx":
-                raise RuntimeError(f"ONNX export failed: {e}") from e
-            return "torch", f"ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
-        return "onnx", "ONNX Runtime is the fastest CPU path"
+    @property
+    def thresholds(self) -> np.ndarray:
+        return self.selector.thresholds
 
     @property
     def description(self) -> str:
         dev = torch.cuda.get_device_name(self.device) if self.cuda else f"cpu ({torch.get_num_threads()} threads)"
-        rt = f"onnx ({self._onnx.description})" if self.runtime == "onnx" else self.runtime
-        return f"device {self.device.type}: {dev}; runtime {rt}; model {self.card.name}"
+        return f"device {self.device.type}: {dev}; runtime {self.runtime} ({self.runner.description}); model {self.card.name}"
 
     # ---- scoring ------------------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 N×3×S×S on self.device → float logits on CPU, splitting the batch on CUDA out-of-memory."""
-        if self.runtime == "onnx":
-            return torch.from_numpy(self._onnx(images.numpy()))
-        try:
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
-                x = images.contiguous(memory_format=torch.channels_last)
-                return self.module(x).float().cpu()
-        except torch.cuda.OutOfMemoryError:
-            if len(images) == 1:
-                raise
-            torch.cuda.empty_cache()
-            self.batch_size = max(1, len(images) // 2)
-            print(f"imgtag: CUDA out of memory; batch size backs off to {self.batch_size}", file=os.sys.stderr)
-            h = len(images) // 2
-            return torch.cat([self._logits(images[:h]), self._logits(images[h:])])
+    def score_batch(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """uint8 N×3×S×S → float32 scores N×K (sigmoid of the runner's logits)."""
+        logits = np.asarray(self.runner(images), dtype=np.float32)
+        max_batch = getattr(self.runner, "max_batch", None)  # the runner backed off (CUDA out of memory)
+        if max_batch:
+            self.batch_size = min(self.batch_size, max_batch)
+        return torch.sigmoid(torch.from_numpy(logits)).numpy()
 
-    def _gpu_jpegs(self, items) -> list[torch.Tensor | str]:
-        """Decode raw JPEGs on the GPU; returns per item an S×S uint8 tensor, or an error marker for CPU fallback."""
-        import torchvision.io as tio
-
-        try:
-            decoded = tio.decode_jpeg([d for _, d, _ in items], mode=tio.ImageReadMode.RGB, device=self.device)
-        except Exception:  # noqa: BLE001 - nvjpeg refuses some files (CMYK, odd sampling): CPU fallback
-            return ["cpu"] * len(items)
-        out = []
-        for img, (_, _, o) in zip(decoded, items):
-            img = _orient(img, o).unsqueeze(0).float()
-            img = F.interpolate(img, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-            out.append(img.round_().clamp_(0, 255).to(torch.uint8)[0])
-        return out
+    def select(self, scores: np.ndarray) -> list[Label]:
+        """Labels above their threshold, best first; ``top_k`` caps the count; excluded labels dropped."""
+        return self.selector(scores)
 
     def tag_paths(self, paths: Sequence[str | Path]) -> Iterator[Prediction]:
         """Predictions for ``paths`` in order, streamed batch by batch."""
         paths = [str(p) for p in paths]
-        ds = _Files(paths, self.size, self.gpu_decode)
-        kw = dict(num_workers=self.workers, prefetch_factor=4) if self.workers > 0 else {}
-        loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, collate_fn=list, pin_memory=self.cuda, **kw)
-        for items in loader:
-            ready: dict[int, torch.Tensor] = {}
-            errors: dict[int, str] = {}
-            jpegs = [(i, d, o) for i, kind, d, o in items if kind == "jpeg"]
-            if jpegs:
-                for (i, _, _), img in zip(jpegs, self._gpu_jpegs(jpegs)):
-                    if isinstance(img, str):
-                        try:
-                            ready[i] = read_chw(paths[i], self.size)
-                        except DecodeError as e:
-                            errors[i] = str(e)
-                    else:
-                        ready[i] = img
-            for i, kind, d, _ in items:
-                if kind == "px":
-                    ready[i] = d
-                elif kind == "err":
-                    errors[i] = d
-            order = [i for i, *_ in items if i in ready]
+        ds = ImageFiles(paths, self.size, jpeg_bytes=self.gpu_decode)
+        for items in loader(ds, self.batch_size, self.workers, collate_fn=list, pin_memory=self.cuda):
+            ready: dict[int, torch.Tensor] = {it.index: it.pixels for it in items if it.pixels is not None}
+            errors: dict[int, str] = {it.index: it.error for it in items if it.error}
+            jpegs = [it for it in items if it.jpeg is not None]
+            for it, img in zip(jpegs, decode_jpegs(jpegs, self.size, self.device) if jpegs else ()):
+                if img is not None:
+                    ready[it.index] = img
+                    continue
+                try:  # nvjpeg refused: decode on the CPU
+                    ready[it.index] = read_chw(paths[it.index], self.size)
+                except DecodeError as e:
+                    errors[it.index] = str(e)
+            order = [it.index for it in items if it.index in ready]
             scores = None
             if order:
-                batch = torch.stack([ready[i].to(self.device, non_blocking=True) for i in order])
-                scores = torch.sigmoid(self._logits(batch)).numpy()
+                scores = self.score_batch(torch.stack([ready[i].to(self.input_device, non_blocking=True) for i in order]))
             row = {i: r for r, i in enumerate(order)}
-            for i, *_ in items:
+            for it in items:
+                i = it.index
                 if i in errors:
                     yield Prediction(paths[i], error=errors[i])
                 else:
                     s = scores[row[i]]
                     yield Prediction(paths[i], self.select(s), s)
 
+    def tag_pixels(self, pixels: Sequence[np.ndarray], names: Sequence[str]) -> list[Prediction]:
+        """Tag decoded images: uint8 H×W×3 arrays already resized to the model's S×S (``io.decode.load_resized``)."""
+        out: list[Prediction] = []
+        for k in range(0, len(pixels), self.batch_size):
+            chunk = pixels[k:k + self.batch_size]
+            batch = np.ascontiguousarray(np.stack(chunk).transpose(0, 3, 1, 2))
+            scores = self.score_batch(torch.from_numpy(batch).to(self.input_device))
+            out += [Prediction(n, self.select(s), s) for n, s in zip(names[k:k + self.batch_size], scores)]
+        return out
+
     def tag_images(self, images: Sequence, names: Sequence[str] | None = None) -> list[Prediction]:
         """Tag decoded PIL images (e.g. in a notebook); resized as files are (transparency on white, bilinear)."""
         from imgtag.io.decode import resize_image
 
         names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
-        out: list[Prediction] = []
-        for k in range(0, len(images), self.batch_size):
-            chunk = images[k:k + self.batch_size]
-            batch = torch.stack([torch.from_numpy(resize_image(im, self.size)).permute(2, 0, 1) for im in chunk]).to(self.device)
-            scores = torch.sigmoid(self._logits(batch)).numpy()
-            out += [Prediction(n, self.select(s), s) for n, s in zip(names[k:k + self.batch_size], scores)]
-        return out
+        return self.tag_pixels([resize_image(im, self.size) for im in images], names)
 
     def score_paths(self, paths: Sequence) -> tuple[np.ndarray, list[str]]:
         """All scores (N×K; NaN rows for files that failed) and the error lines; used by evaluation."""
@@ -247,10 +186,3 @@ class Tagger:
             else:
                 scores[i] = p.scores
         return scores, errors
-
-    def select(self, scores: np.ndarray) -> list[tuple[str, float]]:
-        """Labels above their threshold, best first; ``top_k`` caps the count; excluded labels dropped."""
-        idx = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] >= self.thresholds[i] and self.labels[i] not in self.exclude]
-        if self.top_k:
-            idx = idx[: self.top_k]
-        return [(self.labels[i], float(scores[i])) for i in idx]

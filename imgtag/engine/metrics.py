@@ -5,7 +5,7 @@ positive, anything else negative) and an optional ``mask[N, K]`` (False = entry 
 "difficult"). Every metric is computed per class over that class's unmasked rows only. Torch tensors
 (any device) and lists are accepted.
 
-Protocol choices (see research/methods.md §6 -- they decide whether numbers are comparable):
+Protocol choices (they decide whether numbers are comparable with published ones):
 
 * **AP** default ``"nonint"``: non-interpolated, the mean over positives of the precision at the
   positive's rank (ASL, ML-Decoder, CSRA, ML-GCN, DOR). ``"interp"``: VOC2010+ all-point interpolated AP

@@ -3,7 +3,7 @@
 No MlTr code was ever released. The abstract names the three ingredients -- window
 partitioning, in-window pixel attention, cross-window attention -- and the author pointed
 to CAT (Lin, Cheng et al., linhezheng19/CAT, ``src/cat.py``) as the released relative.
-This module follows CAT (see shared/research/methods.md §2); the equivalence is an
+This module follows CAT; the equivalence is an
 inference, not a verified fact.
 
 Block structure (``MlTrBlock``, one "depth unit" of CAT's ``CATLayer``)::

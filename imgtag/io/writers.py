@@ -316,22 +316,26 @@ class ParquetWriter(Writer):
 @register_writer
 class XmpWriter(Writer):
     """An XMP sidecar beside each image (imgtag.io.xmp), written atomically; options ``on_existing``
-    ("overwrite" replaces the sidecar, else merge), ``model_name`` and ``sidecar_naming`` (auto/ext/stem)."""
+    ("overwrite" replaces the sidecar, else merge), ``model_name``, ``sidecar_naming`` (auto/ext/stem) and
+    ``keyword_root``. Labels keep their hierarchy path (``Label.path``)."""
 
     fmt, help = "xmp", "an XMP sidecar beside each image (no -o)"
     to_stdout, beside_images = False, True
 
     def __init__(self, dest="-", on_existing: str = "merge", model_name: str | None = None,
-                 sidecar_naming: str = "auto", **options):
+                 sidecar_naming: str = "auto", keyword_root: str | None = None, **options):
+        from .xmp import SidecarNamer
+
         super().__init__(dest, **options)
         self.mode = "overwrite" if on_existing == "overwrite" else "merge"
-        self.model_name, self.naming = model_name, sidecar_naming
+        self.model_name, self.keyword_root = model_name, keyword_root
+        self.namer = SidecarNamer(sidecar_naming)  # one per run: caches each folder's images by stem
 
     def done(self, path, previous):
-        from .xmp import XmpError, read_sidecar_labels, sidecar_path
+        from .xmp import XmpError, is_tagged
 
         try:
-            return bool(read_sidecar_labels(sidecar_path(path, self.naming)))
+            return is_tagged(path, self.namer)
         except (XmpError, OSError):  # unreadable sidecar: tag again; writing it then reports the problem
             return False
 
@@ -345,8 +349,8 @@ class XmpWriter(Writer):
         from .xmp import XmpError, write_sidecar
 
         try:
-            write_sidecar(record["path"], [(lab.label, lab.score) for lab in record_labels(record)], mode=self.mode,
-                          model_name=self.model_name, naming=self.naming)
+            write_sidecar(record["path"], record_labels(record), mode=self.mode, keyword_root=self.keyword_root,
+                          model_name=self.model_name, naming=self.namer)
         except (XmpError, OSError, ValueError) as e:
             raise WriteFailed(f"{record['path']}: sidecar not written: {e}") from e
 

@@ -37,6 +37,7 @@ class ModelCard:
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     thresholds: list[float] | None = None
+    paths: list[str] | None = None  # each label's hierarchy path ("Animals|Pets|dog"); None = the labels themselves
     recipe: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -64,6 +65,8 @@ class ModelCard:
         card = cls(**{k: v for k, v in d.items() if k in known})
         if card.thresholds is not None and len(card.thresholds) != card.num_classes:
             raise ModelFileError(f"{source}: {len(card.thresholds)} thresholds for {card.num_classes} labels")
+        if card.paths is not None and len(card.paths) != card.num_classes:
+            raise ModelFileError(f"{source}: {len(card.paths)} label paths for {card.num_classes} labels")
         return card
 
 
@@ -125,10 +128,18 @@ def portable_recipe(card: "ModelCard") -> "ModelCard":
     return dataclasses.replace(card, recipe=recipe)
 
 
+def user_models_dir() -> Path:
+    """Where `imgtag learn --out NAME` saves a model: $IMGTAG_USER_MODELS, else the user data dir's models/."""
+    from platformdirs import user_data_dir
+
+    return Path(os.environ.get("IMGTAG_USER_MODELS") or Path(user_data_dir("imgtag")) / "models")
+
+
 def models_dirs() -> list[Path]:
-    """Where model names are looked up: $IMGTAG_MODELS (os.pathsep-separated), then the shipped models (imgtag/weights/)."""
+    """Where model names are looked up: $IMGTAG_MODELS (os.pathsep-separated), the user's models (imgtag learn),
+    then the shipped models (imgtag/weights/)."""
     dirs = [Path(p) for p in os.environ.get("IMGTAG_MODELS", "").split(os.pathsep) if p]
-    return dirs + [SHIPPED_MODELS]
+    return dirs + [user_models_dir(), SHIPPED_MODELS]
 
 
 def default_model_name() -> str:

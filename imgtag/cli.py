@@ -241,6 +241,80 @@ def train(
 
 
 @app.command()
+def learn(
+    inputs: list[str] = typer.Argument(..., help="Photo files and/or directories with your keywords (sidecars, embedded XMP, IPTC)."),
+    out: str = typer.Option(..., "--out", "-o", help="Model NAME (saved in imgtag's models folder) or a path."),
+    precision: float = typer.Option(0.9, "--precision", help="Precision target for each keyword's threshold."),
+    min_examples: int = typer.Option(8, "--min-examples", help="Photos a keyword needs to be learned."),
+    keywords: Optional[list[str]] = typer.Option(None, "--keywords", "-k", help="Learn only these keywords (path, leaf or parent; repeatable)."),
+    exclude_keywords: Optional[list[str]] = typer.Option(None, "--exclude-keywords", "-x", help="Do not learn these (a parent excludes its subtree)."),
+    corrections: Optional[str] = typer.Option(None, "--corrections", help="Review-page corrections (JSON Lines) to use as labels."),
+    negative_weight: float = typer.Option(0.3, "--negative-weight", help="Weight of a keyword missing from a keyworded photo (a weak negative)."),
+    with_default: bool = typer.Option(False, "--with-default", help="The model also emits the default model's labels (one pass)."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="Model whose backbone gives the features (default: the shipped default)."),
+    folds: int = typer.Option(5, "--folds", help="Cross-validation folds for the thresholds and the table."),
+    no_embedded: bool = typer.Option(False, "--no-embedded", help="Read sidecars only (not XMP/IPTC inside the photos)."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Learn your own keywords from the photos you have already keyworded; `imgtag tag --model NAME` uses them."""
+    from imgtag.card import ModelFileError
+    from imgtag.engine.learn import LearnConfig, run_learn
+
+    if not 0 < precision <= 1:
+        _fail("--precision must be in (0, 1]", 2)
+    if min_examples < 2 or folds < 2:
+        _fail("--min-examples and --folds must be at least 2", 2)
+    cfg = LearnConfig(out=out, min_examples=min_examples, precision=precision, keywords=keywords or [],
+                      exclude_keywords=exclude_keywords or [], negative_weight=negative_weight,
+                      corrections=corrections, folds=folds, base_model=base_model, with_default=with_default,
+                      embedded=not no_embedded)
+    try:
+        r = run_learn(inputs, cfg, recursive=recursive, progress=not quiet and sys.stderr.isatty(),
+                      log=lambda s: print(f"imgtag: {s}", file=sys.stderr))
+    except (FileNotFoundError, ValueError, ModelFileError) as e:
+        _fail(str(e), 2)
+    if as_json:
+        print(json.dumps(r, indent=2, ensure_ascii=False))
+    elif not quiet:
+        _print_learned(r, precision)
+    if "error" in r:
+        _fail(r["error"], 1)
+
+
+def _print_learned(r: dict, precision: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(stderr=True, highlight=False)
+    con.print(f"{r['photos_labelled']} keyworded photos, {r['photos_unlabelled']} without keywords (not used), "
+              f"{r['problems']} problem(s) reported")
+    if r.get("table"):
+        t = Table(title=f"learned keywords (thresholds for precision {precision:.2f}, by {r['folds']}-fold cross-validation)")
+        for c, j in (("keyword", "left"), ("photos", "right"), ("AP", "right"), ("threshold", "right"),
+                     ("precision", "right"), ("recall", "right")):
+            t.add_column(c, justify=j)
+        for row in r["table"]:
+            t.add_row(row["keyword"], str(row["photos"]), f"{row['ap']:.1f}",
+                      f"{row['threshold']:.3f}" if row["reached"] else "never",
+                      f"{row['precision']:.2f}", f"{row['recall']:.2f}" if row["reached"] else "-")
+        con.print(t)
+        low = [row["keyword"] for row in r["table"] if not row["reached"]]
+        if low:
+            con.print(f"cannot reach precision {precision:.2f} (not suggested; add examples or lower --precision): "
+                      + ", ".join(low))
+    if r["not_learnable"]:
+        con.print("not learnable yet (too few photos): "
+                  + ", ".join(f"{k} ({n})" for k, n in sorted(r["not_learnable"].items())))
+    if r.get("model"):
+        f = r["features"]
+        con.print(f"features: {f['extracted']} extracted, {f['cached']} from cache, {f['failed']} failed "
+                  f"({r['runtime']}); head fitted in {r['fit_s']:.1f} s; total {r['total_s']:.1f} s")
+        con.print(f"saved {r['model']}  ->  imgtag tag PHOTOS --model {Path(r['model']).name}")
+
+
+@app.command()
 def models():
     """List the shipped (and $IMGTAG_MODELS) models."""
     from rich.console import Console

@@ -37,7 +37,7 @@ from .layers import (
 )
 
 __all__ = [
-    "GAPHead", "CSRAHead", "CSRABlock", "Query2LabelHead", "GCNHead", "MLDecoderHead",
+    "GAPHead", "PooledHead", "StackHead", "CSRAHead", "CSRABlock", "Query2LabelHead", "GCNHead", "MLDecoderHead",
     "HEADS", "build_head", "cooccurrence_probability", "gcn_adjacency",
 ]
 
@@ -406,6 +406,36 @@ class MLDecoderHead(_Head):
         return self._out(self.group_fc(self.decoder(tgt, memory)))
 
 
+# ------------------------------------------------------------------ pooled linear (imgtag learn)
+class PooledHead(_Head):
+    """[average, max] pooling -> Linear: the head ``imgtag learn`` trains on cached pooled features
+    (see imgtag/engine/photo_features.py), so the logits at tag time equal the ones it calibrated."""
+
+    def __init__(self, in_channels: int, num_classes: int, *, cosine: bool = False, scale: float = 1.0):
+        super().__init__(in_channels, num_classes, False, scale)
+        self.fc = nn.Linear(2 * in_channels, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1))
+
+
+class StackHead(nn.Module):
+    """Several heads over one feature map, logits concatenated in order (one backbone pass for all):
+    ``heads`` = [{"head": name, "head_args": {...}, "num_classes": k, "cosine": bool, "scale": s}, ...]."""
+
+    def __init__(self, in_channels: int, num_classes: int, *, heads: list[dict], cosine: bool = False,
+                 scale: float = 1.0):
+        super().__init__()
+        if sum(int(h["num_classes"]) for h in heads) != num_classes:
+            raise ValueError(f"stack head: {num_classes} classes != the sum over its heads")
+        self.heads = nn.ModuleList(
+            build_head(h["head"], in_channels, int(h["num_classes"]), cosine=bool(h.get("cosine", False)),
+                       scale=float(h.get("scale", 1.0)), **h.get("head_args", {})) for h in heads)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([h(x) for h in self.heads], 1)
+
+
 # ---------------------------------------------------------------------- registry
 HEADS: dict[str, type] = {
     "gap": GAPHead,
@@ -413,6 +443,8 @@ HEADS: dict[str, type] = {
     "q2l": Query2LabelHead,
     "gcn": GCNHead,
     "mldecoder": MLDecoderHead,
+    "pooled": PooledHead,
+    "stack": StackHead,
 }
 
 

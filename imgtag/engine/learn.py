@@ -1,0 +1,360 @@
+"""``imgtag learn``: learn the user's own keywords from the photos they have already keyworded.
+
+Pipeline (each step a function, so the benchmarks and tests can use them one by one):
+
+1. :func:`collect` harvests the keywords (imgtag/io/keywords.py: sidecars, embedded XMP, IPTC) and turns them
+   into labels, honestly for incomplete tagging:
+
+   * a photo without any keyword is **unlabelled**: left out (not a negative, and its features are not even
+     extracted);
+   * a keyword absent from a keyworded photo is a **weak negative** with weight ``negative_weight``
+     (default 0.3: people tag what they notice, not everything that is in the photo; in the VOC-simulated
+     library 15 % of the true keywords are missing, see benchmarks/RESULTS.md), a keyword present is a positive
+     with weight 1;
+   * corrections from the review page (``--corrections FILE``, JSON Lines ``{"path", "keyword", "keyword_path",
+     "verdict"}``): ``wrong`` is a **hard negative** (weight 1), ``missing`` and ``right`` are positives;
+   * keywords with fewer than ``min_examples`` positive photos are listed as "not learnable yet".
+
+2. :func:`photo_features` (imgtag/engine/photo_features.py) gives each labelled photo's pooled backbone feature
+   of the base model (the shipped default), from the content-keyed cache where possible.
+
+3. :func:`fit_head` trains one linear layer on the standardised features (weighted BCE, AdamW, full batch,
+   a few hundred steps: seconds). :func:`cross_validate` gives out-of-fold scores for every photo (k folds),
+   from which each keyword gets its average precision and a **threshold calibrated to a precision target**
+   (:func:`precision_threshold`). A keyword that cannot reach the target gets threshold 1.0 (never suggested)
+   and is reported. Weak negatives count as negatives here, so the measured precision is a lower bound when
+   the user's tagging is incomplete.
+
+4. The final head is trained on all photos and saved as a model (safetensors + card): the base model's backbone
+   with a ``pooled`` head (or a ``stack`` of the base head and it, ``with_default``), so ``imgtag tag --model
+   NAME`` runs one backbone pass and emits the user's keywords, each with its own hierarchy path (card.paths).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imgtag.io.keywords import SEP, PhotoKeywords, harvest
+
+CORRECTION_VERDICTS = ("wrong", "missing", "right")
+
+
+@dataclass
+class LearnConfig:
+    out: str
+    min_examples: int = 8
+    precision: float = 0.9
+    keywords: list[str] = field(default_factory=list)
+    exclude_keywords: list[str] = field(default_factory=list)
+    negative_weight: float = 0.3
+    corrections: str | None = None
+    folds: int = 5
+    steps: int = 300
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    base_model: str | None = None
+    with_default: bool = False
+    embedded: bool = True
+    seed: int = 0
+
+
+@dataclass
+class Labels:
+    photos: list[Path]  # the labelled photos
+    keywords: list[str]  # learnable keyword paths (columns)
+    targets: np.ndarray  # N×K float32 1/0
+    weights: np.ndarray  # N×K float32: 1 positive / hard negative, negative_weight weak negative, 0 unknown
+    counts: dict[str, int]  # positives per keyword path, every keyword seen
+    not_learnable: dict[str, int]  # keyword -> positives, below min_examples
+    unlabelled: int  # photos without any keyword (left out)
+    problems: list[str]
+
+
+def _match(k: str, patterns) -> bool:
+    """A keyword path matches a pattern equal (case-insensitively) to it, to its leaf, or to one of its
+    ancestors' paths (so excluding "Family" excludes "Family|Kids|Mia")."""
+    kl = k.lower()
+    for p in patterns:
+        pl = p.lower().replace("/", SEP) if SEP not in p and "/" in p else p.lower()
+        if kl == pl or kl.rsplit(SEP, 1)[-1] == pl or kl.startswith(pl + SEP):
+            return True
+    return False
+
+
+def read_corrections(path: str | Path, problems: list[str]) -> dict[str, dict[str, str]]:
+    """{abs photo path: {keyword path: verdict}} from a review-page corrections file (JSON Lines); bad lines are
+    reported and skipped. Relative photo paths are relative to the file's folder. A later line wins."""
+    path = Path(path)
+    out: dict[str, dict[str, str]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read corrections ({e})") from e
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            verdict = d["verdict"]
+            kw = d.get("keyword_path") or d["keyword"]
+            photo = d["path"]
+            if verdict not in CORRECTION_VERDICTS or not isinstance(kw, str) or not isinstance(photo, str):
+                raise ValueError(f"verdict must be one of {', '.join(CORRECTION_VERDICTS)}")
+        except (ValueError, KeyError, TypeError) as e:
+            problems.append(f"{path}:{n}: bad correction line ({e}): skipped")
+            continue
+        p = Path(photo)
+        p = p if p.is_absolute() else path.parent / p
+        out.setdefault(os.path.abspath(p), {})[kw.replace("/", SEP) if SEP not in kw else kw] = verdict
+    return out
+
+
+def collect(inputs, cfg: LearnConfig, recursive: bool = True) -> Labels:
+    """Harvest keywords under ``inputs`` and build the label matrices (see the module docstring)."""
+    from imgtag.io.discover import iter_image_paths
+
+    problems: list[str] = []
+    paths = list(iter_image_paths(inputs, recursive=recursive))
+    photos = harvest(paths, problems, embedded=cfg.embedded)
+    corr = read_corrections(cfg.corrections, problems) if cfg.corrections else {}
+    rows: list[tuple[Path, set[str], dict[str, str]]] = []
+    unlabelled = 0
+    seen = set()
+    for ph in photos:
+        key = os.path.abspath(ph.path)
+        seen.add(key)
+        c = corr.get(key, {})
+        if not ph.keywords and not c:
+            unlabelled += 1
+            continue
+        rows.append((ph.path, set(ph.keywords), c))
+    for key, c in corr.items():  # corrected photos that were not among the inputs' keyworded photos
+        if key not in seen and Path(key).is_file():
+            rows.append((Path(key), set(), c))
+    counts: Counter = Counter()
+    for _, kws, c in rows:
+        pos = (kws - {k for k, v in c.items() if v == "wrong"}) | {k for k, v in c.items() if v != "wrong"}
+        counts.update(pos)
+    chosen = [k for k in sorted(counts) if (not cfg.keywords or _match(k, cfg.keywords))
+              and not _match(k, cfg.exclude_keywords)]
+    learnable = [k for k in chosen if counts[k] >= cfg.min_examples]
+    not_learnable = {k: counts[k] for k in chosen if counts[k] < cfg.min_examples}
+    col = {k: j for j, k in enumerate(learnable)}
+    n, K = len(rows), len(learnable)
+    Y = np.zeros((n, K), np.float32)
+    W = np.zeros((n, K), np.float32)
+    for i, (_, kws, c) in enumerate(rows):
+        if kws:  # a keyworded photo: every learnable keyword is known, absent ones weakly
+            W[i] = cfg.negative_weight
+        for k in kws:
+            if k in col:
+                Y[i, col[k]], W[i, col[k]] = 1, 1
+        for k, v in c.items():
+            if k in col:
+                Y[i, col[k]], W[i, col[k]] = (0.0 if v == "wrong" else 1.0), 1.0
+    keep = W.sum(1) > 0
+    return Labels([r[0] for r, m in zip(rows, keep) if m], learnable, Y[keep], W[keep], dict(counts),
+                  not_learnable, unlabelled, problems)
+
+
+# ----------------------------------------------------------------------------- head training and calibration
+
+
+def fit_head(X: np.ndarray, Y: np.ndarray, W: np.ndarray, steps: int = 300, lr: float = 3e-3,
+             weight_decay: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A linear layer on the features: returns ``(weight K×D, bias K)`` acting on the raw features (the
+    standardisation used in training is folded in). Weighted BCE, averaged per keyword over its counted photos."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(X, np.float32))
+    mu, sd = x.mean(0), x.std(0).clamp_min(1e-4)
+    z = (x - mu) / sd
+    y, w = torch.from_numpy(Y), torch.from_numpy(W)
+    D, K = z.shape[1], y.shape[1]
+    lin = torch.nn.Linear(D, K)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(K, D, generator=g) * 0.01)
+        prior = ((y * w).sum(0) / w.sum(0).clamp_min(1e-6)).clamp(1e-3, 1 - 1e-3)
+        lin.bias.copy_(torch.log(prior / (1 - prior)))
+    opt = torch.optim.AdamW(lin.parameters(), lr=lr, weight_decay=weight_decay)
+    denom = w.sum(0).clamp_min(1e-6)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(lin(z), y, reduction="none") * w).sum(0)
+        loss = (loss / denom).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        wt = lin.weight / sd
+        b = lin.bias - (wt * mu).sum(1)
+    return wt.numpy(), b.numpy()
+
+
+def scores_of(X: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    wt, b = head
+    return 1 / (1 + np.exp(-(X @ wt.T + b)))
+
+
+def cross_validate(X, Y, W, folds: int = 5, seed: int = 0, **kw) -> np.ndarray:
+    """Out-of-fold scores (N×K): each photo scored by a head trained on the other folds."""
+    n = len(X)
+    folds = max(2, min(folds, n))
+    order = np.random.default_rng(seed).permutation(n)
+    out = np.zeros(Y.shape, np.float32)
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        out[test] = scores_of(X[test], fit_head(X[train], Y[train], W[train], seed=seed, **kw))
+    return out
+
+
+def precision_threshold(scores: np.ndarray, pos: np.ndarray, target: float, min_predictions: int = 3) -> dict:
+    """The lowest threshold whose predictions (score ≥ threshold) have precision ≥ ``target``, counting at least
+    ``min_predictions`` predictions; ``{"threshold", "precision", "recall", "reached"}``. Unreachable: threshold
+    1.0 (never suggested) and the best precision seen."""
+    o = np.argsort(-scores, kind="stable")
+    s, p = scores[o], pos[o].astype(bool)
+    tp = np.cumsum(p)
+    k = np.arange(1, len(s) + 1)
+    prec = tp / k
+    npos = max(int(p.sum()), 1)
+    # a cut between two equal scores is no cut: only the last index of each run of ties counts
+    valid = np.append(s[1:] < s[:-1], True) & (k >= min_predictions)
+    ok = np.flatnonzero(valid & (prec >= target))
+    if len(ok) == 0:
+        best = float(prec[valid].max()) if valid.any() else 0.0
+        return {"threshold": 1.0, "precision": best, "recall": 0.0, "reached": False}
+    i = ok[-1]
+    thr = float((s[i] + s[i + 1]) / 2) if i + 1 < len(s) else float(s[i]) * 0.999
+    return {"threshold": thr, "precision": float(prec[i]), "recall": float(tp[i] / npos), "reached": True}
+
+
+def keyword_table(oof: np.ndarray, labels: Labels, target: float) -> list[dict]:
+    """Per keyword: photos, AP (out-of-fold), calibrated threshold, precision and recall there."""
+    from imgtag.engine.metrics import average_precision
+
+    ap = average_precision(oof, labels.targets, labels.weights > 0)
+    rows = []
+    for j, k in enumerate(labels.keywords):
+        m = labels.weights[:, j] > 0
+        t = precision_threshold(oof[m, j], labels.targets[m, j] > 0.5, target)
+        rows.append({"keyword": k, "photos": int(((labels.targets[:, j] > 0.5) & m).sum()), "ap": round(100 * float(ap[j]), 2),
+                     "threshold": round(t["threshold"], 4), "precision": round(t["precision"], 4),
+                     "recall": round(t["recall"], 4), "reached": t["reached"]})
+    return rows
+
+
+# ----------------------------------------------------------------------------- the model file
+
+
+def label_names(paths: list[str], taken: set[str] = frozenset()) -> list[str]:
+    """The leaf of each keyword path, or the whole path where two keywords (or a taken label) share a leaf."""
+    leaves = Counter(p.rsplit(SEP, 1)[-1] for p in paths)
+    return [p.rsplit(SEP, 1)[-1] if leaves[p.rsplit(SEP, 1)[-1]] == 1 and p.rsplit(SEP, 1)[-1] not in taken else p
+            for p in paths]
+
+
+def save_learned(cfg: LearnConfig, keywords: list[str], head: tuple[np.ndarray, np.ndarray], thresholds: list[float],
+                 table: list[dict], recipe: dict) -> tuple[Path, Path]:
+    """Write the learned model: the base model's backbone + a pooled head (+ the base head with_default)."""
+    import dataclasses
+
+    from imgtag.card import save_model
+    from imgtag.models.model import MultiLabelModel, load_model
+
+    base, bcard = load_model(cfg.base_model)
+    wt, b = head
+    K = len(keywords)
+    arch = {k: v for k, v in bcard.architecture.items() if not k.startswith("head") and k not in ("cosine", "scale")}
+    base_paths = getattr(bcard, "paths", None) or list(bcard.labels)
+    if cfg.with_default:
+        sub = [{"head": bcard.architecture["head"], "head_args": bcard.architecture.get("head_args", {}),
+                "num_classes": bcard.num_classes, "cosine": bcard.architecture.get("cosine", False),
+                "scale": bcard.architecture.get("scale", 1.0)}, {"head": "pooled", "num_classes": K}]
+        arch.update(head="stack", head_args={"heads": sub})
+        names = list(bcard.labels) + label_names(keywords, set(bcard.labels))
+        paths = list(base_paths) + list(keywords)
+        thr = list(bcard.class_thresholds()) + list(thresholds)
+    else:
+        arch.update(head="pooled", head_args={})
+        names, paths, thr = label_names(keywords), list(keywords), list(thresholds)
+    net = MultiLabelModel(arch, len(names), pretrained=None)
+    net.backbone.load_state_dict(base.backbone.state_dict())
+    net.neck.load_state_dict(base.neck.state_dict())
+    fc = net.head.heads[1].fc if cfg.with_default else net.head.fc
+    with torch.no_grad():
+        if cfg.with_default:
+            net.head.heads[0].load_state_dict(base.head.state_dict())
+        fc.weight.copy_(torch.from_numpy(wt))
+        fc.bias.copy_(torch.from_numpy(b))
+    out = Path(cfg.out)
+    stem = out.with_suffix("") if out.suffix in (".json", ".safetensors") else out
+    if len(out.parts) == 1 and out.suffix == "":
+        from imgtag.card import user_models_dir
+
+        stem = user_models_dir() / out.name
+    card = dataclasses.replace(
+        bcard, name=stem.name, labels=names, architecture=arch, thresholds=[float(t) for t in thr], paths=paths,
+        recipe=recipe, metrics={"keywords": table, "precision_target": cfg.precision},
+        description=f"learned by `imgtag learn` from the user's keyworded photos: {K} keywords on the backbone "
+                    f"of {bcard.name}" + (f" (with its {bcard.num_classes} labels)" if cfg.with_default else ""))
+    return save_model(net, card, stem)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def run_learn(inputs, cfg: LearnConfig, recursive: bool = True, progress: bool = True, log=None) -> dict:
+    """Learn and save; returns a summary dict (see the CLI for how it is printed)."""
+    from imgtag.engine.photo_features import FeatureExtractor, photo_features
+
+    log = log or (lambda s: None)
+    t0 = time.perf_counter()
+    labels = collect(inputs, cfg, recursive)
+    for p in labels.problems:
+        log(p)
+    t_harvest = time.perf_counter() - t0
+    summary = {"folds": cfg.folds, "photos_labelled": len(labels.photos), "photos_unlabelled": labels.unlabelled,
+               "keywords": labels.keywords, "not_learnable": labels.not_learnable, "problems": len(labels.problems),
+               "harvest_s": round(t_harvest, 2)}
+    if not labels.keywords:
+        summary["error"] = (f"nothing to learn: no keyword has {cfg.min_examples} or more photos "
+                            f"({len(labels.photos)} keyworded photos)")
+        return summary
+    ex = FeatureExtractor(cfg.base_model)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(labels.photos), desc="features", unit="photo", leave=False, dynamic_ncols=True)
+    X, ok, st = photo_features(labels.photos, ex, progress=bar.update if bar else None, on_error=log)
+    if bar:
+        bar.close()
+    X, Y, W = X[ok], labels.targets[ok], labels.weights[ok]
+    t1 = time.perf_counter()
+    kw = dict(steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    oof = cross_validate(X, Y, W, cfg.folds, cfg.seed, **kw)
+    lab_ok = Labels([p for p, o in zip(labels.photos, ok) if o], labels.keywords, Y, W, labels.counts,
+                    labels.not_learnable, labels.unlabelled, labels.problems)
+    table = keyword_table(oof, lab_ok, cfg.precision)
+    head = fit_head(X, Y, W, seed=cfg.seed, **kw)
+    t_fit = time.perf_counter() - t1
+    recipe = {"command": "imgtag learn", "base_model": ex.card.name, "base_weights_sha256": ex.weights_sha256,
+              "photos": int(ok.sum()), "unlabelled_photos": labels.unlabelled, "min_examples": cfg.min_examples,
+              "negative_weight": cfg.negative_weight, "folds": cfg.folds, "steps": cfg.steps, "lr": cfg.lr,
+              "weight_decay": cfg.weight_decay, "feature": "avg+max pooled backbone features",
+              "not_learnable": labels.not_learnable, "with_default": cfg.with_default,
+              "corrections": bool(cfg.corrections)}
+    wpath, cpath = save_learned(cfg, labels.keywords, head, [r["threshold"] for r in table], table, recipe)
+    summary.update(table=table, model=str(cpath.with_suffix("")), runtime=ex.runtime,
+                   features={k: (round(v, 2) if isinstance(v, float) else v) for k, v in st.items()},
+                   fit_s=round(t_fit, 2), total_s=round(time.perf_counter() - t0, 2))
+    return summary

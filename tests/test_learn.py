@@ -1,0 +1,213 @@
+"""imgtag learn: keyword harvesting (sidecars, embedded XMP, IPTC), honest labels, the content-keyed feature cache,
+calibrated thresholds and the learned model, on a tiny library of real files written here."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgtag.engine.learn import LearnConfig, collect, precision_threshold, read_corrections
+from imgtag.io.keywords import embedded_metadata, harvest, parse_xmp, photo_keywords
+
+EXIFTOOL = shutil.which("exiftool")
+
+
+def xmp(subject=(), hier=(), tags=(), extra="") -> str:
+    def bag(tag, items, kind="Bag"):
+        if not items:
+            return ""
+        lis = "".join(f"<rdf:li>{i}</rdf:li>" for i in items)
+        return f"<{tag}><rdf:{kind}>{lis}</rdf:{kind}></{tag}>"
+
+    return ("<?xpacket begin='\ufeff' id='W5M0MpCehiHzreSzNTczkc9d'?>\n"
+            "<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>"
+            "<rdf:Description rdf:about='' xmlns:dc='http://purl.org/dc/elements/1.1/' "
+            "xmlns:lr='http://ns.adobe.com/lightroom/1.0/' xmlns:digiKam='http://www.digikam.org/ns/1.0/' "
+            "xmlns:imgtag='http://ns.imgtag.dev/1.0/'>"
+            + bag("dc:subject", subject) + bag("lr:hierarchicalSubject", hier) + bag("digiKam:TagsList", tags, "Seq")
+            + extra + "</rdf:Description></rdf:RDF></x:xmpmeta>\n<?xpacket end='w'?>")
+
+
+def iptc_jpeg(path, keywords: list[bytes], utf8: bool, color=(200, 30, 30)) -> None:
+    """A JPEG with an APP13 Photoshop IPTC block holding ``keywords`` (raw bytes), built by hand."""
+    Image.new("RGB", (48, 40), color).save(path, quality=90)
+    iim = (b"\x1c\x01\x5a\x00\x03\x1b%G" if utf8 else b"")
+    iim += b"".join(b"\x1c\x02\x19" + struct.pack(">H", len(k)) + k for k in keywords)
+    res = b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(iim)) + iim + b"\x00" * (len(iim) % 2)
+    seg = b"Photoshop 3.0\x00" + res
+    data = path.read_bytes()
+    path.write_bytes(data[:2] + b"\xff\xed" + struct.pack(">H", len(seg) + 2) + seg + data[2:])
+
+
+def image(path, color, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = np.clip(np.array(color, np.float32) + rng.normal(0, 25, (40, 48, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(a).save(path)
+
+
+def digest(root) -> dict:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def library(tmp_path):
+    """12 red photos keyworded Colors|red (three sidecar styles and IPTC), 12 blue ones (Colors|blue), 3 without
+    keywords, a bad sidecar, a photo that is no image, a keyword with '/' inside a level, imgtag's own labels."""
+    lib = tmp_path / "lib"
+    (lib / "a").mkdir(parents=True)
+    red, blue = (210, 40, 40), (40, 60, 210)
+    for i in range(12):
+        for name, color, kw in (("red", red, "red"), ("blue", blue, "blue")):
+            p = lib / "a" / f"{name}{i:02d}.jpg"
+            image(p, color, seed=i + (100 if name == "blue" else 0))
+            style = i % 4
+            if style == 0:  # exiftool / Lightroom: photo.jpg.xmp with both properties
+                (lib / "a" / f"{p.name}.xmp").write_text(xmp([kw, "Colors"], [f"Colors|{kw}"]), "utf-8")
+            elif style == 1:  # digiKam TagsList in photo.xmp
+                p.with_suffix(".xmp").write_text(xmp(tags=[f"Colors/{kw}"]), "utf-8")
+            elif style == 2:  # flat dc:subject only, plus imgtag's own earlier label (ignored)
+                (lib / "a" / f"{p.name}.xmp").write_text(
+                    xmp([kw, "person"], ["imgtag|person"], extra="<imgtag:Scores><rdf:Bag><rdf:li>person=0.9</rdf:li>"
+                        "</rdf:Bag></imgtag:Scores>"), "utf-8")
+            else:  # IPTC only (no charset record, Latin-1 bytes for a second keyword)
+                p.unlink()
+                iptc_jpeg(p, [kw.encode(), "Café".encode("latin-1")], utf8=False,
+                          color=red if name == "red" else blue)
+    for i in range(3):
+        image(lib / f"untagged{i}.png", (120, 120, 120), seed=50 + i)
+    image(lib / "broken_sidecar.jpg", red, 7)
+    (lib / "broken_sidecar.jpg.xmp").write_text(xmp(["red"])[:-40], "utf-8")
+    (lib / "not_an_image.jpg").write_text("this is text, not a photo")
+    (lib / "not_an_image.jpg.xmp").write_text(xmp(["red"], ["Colors|red"]), "utf-8")
+    image(lib / "slash.jpg", blue, 8)
+    (lib / "slash.jpg.xmp").write_text(xmp(["AC/DC", "blue"], ["Music|AC/DC"]), "utf-8")
+    return lib
+
+
+def test_harvest_styles_encodings_and_problems(library):
+    problems: list[str] = []
+    photos = {p.path.name: p for p in harvest(sorted(library.rglob("*.jpg")) + sorted(library.rglob("*.png")), problems)}
+    assert photos["red00.jpg"].keywords == ["Colors|red"]  # dc:subject levels folded into the path
+    assert photos["red01.jpg"].keywords == ["Colors|red"]  # digiKam TagsList, photo.xmp
+    assert photos["red02.jpg"].keywords == ["Colors|red"]  # flat 'red' resolved to the library's one path
+    assert "person" not in " ".join(photos["red02.jpg"].keywords)  # imgtag's own label ignored
+    assert set(photos["red03.jpg"].keywords) == {"Colors|red", "Café"}  # IPTC, Latin-1 without 1:90
+    assert photos["untagged0.png"].keywords == []
+    assert "broken_sidecar.jpg" not in photos
+    assert any("broken_sidecar.jpg.xmp" in p and "malformed" in p for p in problems)
+    assert photos["slash.jpg"].keywords == ["Colors|blue"]
+    assert sum("AC/DC" in p for p in problems) == 2  # the flat one and the path, one line each
+
+
+def test_iptc_utf8_record_and_provenance(tmp_path):
+    p = tmp_path / "x.jpg"
+    iptc_jpeg(p, ["Größe".encode("utf-8"), b"plain"], utf8=True)
+    assert photo_keywords(p, []).keywords == ["Größe", "plain"]
+    # a provenance list says exactly which flat keywords imgtag added: the user's own 'dog' stays
+    x = parse_xmp(xmp(["dog", "cat"], ["imgtag|dog", "imgtag|cat"],
+                      extra="<imgtag:AddedSubjects><rdf:Bag><rdf:li>cat</rdf:li></rdf:Bag></imgtag:AddedSubjects>").encode())
+    assert x.provenance and x.imgtag == ["cat"]
+    q = tmp_path / "y.jpg"
+    Image.new("RGB", (8, 8)).save(q)
+    (tmp_path / "y.jpg.xmp").write_text(xmp(["dog", "cat"], ["imgtag|dog", "imgtag|cat"],
+                                            extra="<imgtag:AddedSubjects><rdf:Bag><rdf:li>cat</rdf:li></rdf:Bag>"
+                                                  "</imgtag:AddedSubjects>"), "utf-8")
+    assert photo_keywords(q, []).keywords == ["dog"]
+
+
+@pytest.mark.skipif(EXIFTOOL is None, reason="exiftool not installed")
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif", "webp"])
+def test_embedded_xmp_written_by_exiftool(tmp_path, ext):
+    p = tmp_path / f"e.{ext}"
+    Image.new("RGB", (16, 16), "red").save(p)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Mia", "-XMP-lr:HierarchicalSubject=Family|Kids|Mia",
+                    str(p)], check=True)
+    assert embedded_metadata(p)[0]
+    assert photo_keywords(p, []).keywords == ["Family|Kids|Mia"]
+
+
+def test_precision_threshold():
+    s = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    pos = np.array([1, 1, 1, 1, 1, 0, 1, 0, 0, 0], bool)
+    t = precision_threshold(s, pos, 0.85)
+    assert t["reached"] and 0.4 < t["threshold"] < 0.5 and t["precision"] == pytest.approx(6 / 7)
+    assert t["recall"] == 1.0
+    t = precision_threshold(s, pos, 0.99)
+    assert t["reached"] and 0.6 < t["threshold"] < 0.7 and t["recall"] == pytest.approx(5 / 6)
+    t = precision_threshold(s, ~pos, 0.9)
+    assert not t["reached"] and t["threshold"] == 1.0
+
+
+def test_labels_are_honest(library, tmp_path):
+    corr = tmp_path / "corrections.jsonl"
+    corr.write_text(json.dumps({"path": str(library / "a" / "blue00.jpg"), "keyword": "red",
+                                "keyword_path": "Colors|red", "verdict": "wrong"}) + "\n"
+                    + json.dumps({"path": str(library / "untagged0.png"), "keyword": "grey",
+                                  "keyword_path": "Colors|grey", "verdict": "missing"}) + "\nnot json\n")
+    lab = collect([library], LearnConfig(out="x", min_examples=4, corrections=str(corr), negative_weight=0.25))
+    assert lab.keywords == ["Café", "Colors|blue", "Colors|red"]
+    assert lab.unlabelled == 2  # untagged1, untagged2 (untagged0 has a correction)
+    assert lab.not_learnable == {"Colors|grey": 1}
+    assert any("corrections.jsonl:3" in p for p in lab.problems)
+    names = [p.name for p in lab.photos]
+    j = lab.keywords.index("Colors|red")
+    i = names.index("blue01.jpg")
+    assert lab.targets[i, j] == 0 and lab.weights[i, j] == 0.25  # weak negative
+    i = names.index("blue00.jpg")
+    assert lab.targets[i, j] == 0 and lab.weights[i, j] == 1.0  # hard negative from a correction
+    assert "untagged0.png" not in names  # only its corrected keyword (not learnable) is known: nothing to learn
+    lab = collect([library], LearnConfig(out="x", min_examples=4, exclude_keywords=["Colors"]))
+    assert lab.keywords == ["Café"]
+    lab = collect([library], LearnConfig(out="x", min_examples=4, keywords=["blue"]))
+    assert lab.keywords == ["Colors|blue"]
+
+
+@pytest.mark.slow
+def test_learn_cli_end_to_end(library, tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from imgtag.cli import app
+    from imgtag.card import read_card
+    from imgtag.engine.predict import Tagger
+
+    before = digest(library)
+    out = tmp_path / "models" / "mine"
+    args = ["learn", str(library), "--out", str(out), "--base-model", str(tiny_model), "--min-examples", "6",
+            "--precision", "0.8", "--folds", "3", "--json"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert digest(library) == before  # nothing the user owns was touched, no file added
+    assert summary["features"]["extracted"] == 25 and summary["features"]["failed"] == 1  # not_an_image.jpg
+    assert "not_an_image.jpg" in r.stderr and "broken_sidecar.jpg.xmp" in r.stderr
+    card = read_card(out.with_suffix(".json"))
+    assert card.paths == ["Café", "Colors|blue", "Colors|red"] and card.labels == ["Café", "blue", "red"]
+    assert len(card.thresholds) == 3 and [row["keyword"] for row in card.metrics["keywords"]] == card.paths
+    red = next(row for row in card.metrics["keywords"] if row["keyword"] == "Colors|red")
+    assert red["photos"] == 12 and red["ap"] > 90
+    # one backbone pass over the learned model: red photos score red high
+    t = Tagger(str(out.with_suffix(".json")), device="cpu", runtime="torch", workers=0)
+    scores, _ = t.score_paths([library / "a" / "red05.jpg", library / "a" / "blue05.jpg"])
+    assert scores[0, 2] > scores[1, 2] and scores[1, 1] > scores[0, 1]
+    # a re-learn extracts nothing again; a new photo is the only one extracted
+    image(library / "a" / "red99.jpg", (210, 40, 40), 99)
+    (library / "a" / "red99.jpg.xmp").write_text(xmp(["red"], ["Colors|red"]), "utf-8")
+    r = CliRunner().invoke(app, args)
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert summary["features"]["extracted"] == 1 and summary["features"]["cached"] == 25
+
+
+def test_corrections_schema(tmp_path):
+    f = tmp_path / "c.jsonl"
+    f.write_text(json.dumps({"path": "x.jpg", "keyword": "Mia", "keyword_path": "Family/Kids/Mia", "verdict": "right"})
+                 + "\n" + json.dumps({"path": "y.jpg", "keyword": "Mia", "verdict": "maybe"}) + "\n")
+    problems: list[str] = []
+    c = read_corrections(f, problems)
+    assert c == {str(tmp_path / "x.jpg"): {"Family|Kids|Mia": "right"}}
+    assert len(problems) == 1 and "c.jsonl:2" in problems[0]

@@ -123,7 +123,7 @@ def tag(
 
 @app.command("eval")
 def eval_(
-    dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl."),
+    dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl | library (your keyworded photos; --split all|train|test)."),
     root: Optional[str] = typer.Option(None, "--root", help="Dataset root (VOC year dir, COCO dir, or the csv/jsonl file). Default for voc: ../shared/data/VOCdevkit/VOC2007 or $IMGTAG_VOC_ROOT."),
     split: str = typer.Option("val", "--split"),
     model: Optional[str] = typer.Option(None, "--model", "-m"),
@@ -186,7 +186,7 @@ def _print_metrics(r: dict) -> None:
 
 @app.command()
 def train(
-    dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl."),
+    dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl | library (your keyworded photos; --split all|train|test)."),
     root: Optional[str] = typer.Option(None, "--root", help="Dataset root (or the training csv/jsonl file)."),
     val_root: Optional[str] = typer.Option(None, "--val-root", help="csv/jsonl: the validation file."),
     train_split: str = typer.Option("train", "--train-split"),
@@ -253,8 +253,11 @@ def learn(
     with_default: bool = typer.Option(False, "--with-default", help="The model also emits the default model's labels (one pass)."),
     base_model: Optional[str] = typer.Option(None, "--base-model", help="Model whose backbone gives the features (default: the shipped default)."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds for the thresholds and the table."),
+    hold_out: bool = typer.Option(False, "--hold-out", help="Leave the library's test split (20 % of photos, by file name) out, for `imgtag eval --dataset library --split test`."),
     no_embedded: bool = typer.Option(False, "--no-embedded", help="Read sidecars only (not XMP/IPTC inside the photos)."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive"),
+    runtime: str = typer.Option("auto", "--runtime", help="Feature extraction: auto (ONNX Runtime on a CPU) | onnx | torch."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Decode processes (0 = in this process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
@@ -269,7 +272,8 @@ def learn(
     cfg = LearnConfig(out=out, min_examples=min_examples, precision=precision, keywords=keywords or [],
                       exclude_keywords=exclude_keywords or [], negative_weight=negative_weight,
                       corrections=corrections, folds=folds, base_model=base_model, with_default=with_default,
-                      embedded=not no_embedded)
+                      embedded=not no_embedded, hold_out=hold_out,
+                      runtime=runtime, workers=workers)
     try:
         r = run_learn(inputs, cfg, recursive=recursive, progress=not quiet and sys.stderr.isatty(),
                       log=lambda s: print(f"imgtag: {s}", file=sys.stderr))

@@ -179,7 +179,8 @@ def test_learn_cli_end_to_end(library, tmp_path, tiny_model):
     before = digest(library)
     out = tmp_path / "models" / "mine"
     args = ["learn", str(library), "--out", str(out), "--base-model", str(tiny_model), "--min-examples", "6",
-            "--precision", "0.8", "--folds", "3", "--json"]
+            "--precision", "0.8", "--folds", "3", "--json",
+            "--runtime", "torch", "--workers", "0"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout[r.stdout.index("{"):])
@@ -201,6 +202,12 @@ def test_learn_cli_end_to_end(library, tmp_path, tiny_model):
     r = CliRunner().invoke(app, args)
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["features"]["extracted"] == 1 and summary["features"]["cached"] == 25
+    # eval on the library: the model's keywords matched by path; problems reported, exit 1
+    r = CliRunner().invoke(app, ["eval", "--dataset", "library", "--root", str(library), "--model",
+                                 str(out.with_suffix(".json")), "--runtime", "torch", "--workers", "0", "--json"])
+    ev = json.loads(r.stdout[r.stdout.index("{"):])
+    assert set(ev["per_class_ap"]) == {"Café", "Colors|blue", "Colors|red"} and ev["images"] == 26
+    assert ev["per_class_ap"]["Colors|red"] > 90
 
 
 def test_corrections_schema(tmp_path):

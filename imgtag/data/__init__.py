@@ -12,7 +12,7 @@ from imgtag.data.coco import COCODataset
 from imgtag.data.labelled import LabelledFileDataset, MultiLabelDataset
 from imgtag.data.voc import VOC_CLASSES, VOCDataset
 
-DATASET_KINDS = ("voc", "coco", "csv", "jsonl")
+DATASET_KINDS = ("voc", "coco", "csv", "jsonl", "library")
 
 
 def build_dataset(kind: str, root: str | Path, split: str = "train", transform: Callable | None = None,
@@ -32,6 +32,10 @@ def build_dataset(kind: str, root: str | Path, split: str = "train", transform: 
         return COCODataset(root / split, root / "annotations" / f"instances_{split}.json", transform, **kw)
     if kind in ("csv", "jsonl"):
         return LabelledFileDataset(root, transform=transform, format=kind, **kw)
+    if kind == "library":  # the user's keyworded photos; split all | train | test (see data/library.py)
+        from imgtag.data.library import LibraryDataset
+
+        return LibraryDataset(root, "all" if split == "val" else split, transform, **kw)
     raise ValueError(f"unknown dataset kind {kind!r}: expected one of {', '.join(DATASET_KINDS)}")
 
 

@@ -19,17 +19,28 @@ def evaluate(tagger: Tagger, dataset: str, root: str, split: str, ap_mode: str =
     ds = build_dataset(dataset, root, split, **dataset_kw)
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
-    missing = set(tagger.labels) ^ set(ds.classes)
-    if missing:
-        raise ValueError(f"model labels and {dataset} classes differ: {', '.join(sorted(missing)[:8])}")
-    targets, masks = ds.columns(tagger.labels)
+    names, cols = list(tagger.labels), None
+    if dataset == "library":  # the user's keywords: matched by their paths, on the keywords both sides know
+        names = list(getattr(tagger.card, "paths", None) or tagger.labels)
+        cols = [j for j, k in enumerate(names) if k in set(ds.classes)]
+        if not cols:
+            raise ValueError(f"none of the model's keywords is in the library ({', '.join(names[:5])}, ...)")
+        names = [names[j] for j in cols]
+    else:
+        missing = set(names) ^ set(ds.classes)
+        if missing:
+            raise ValueError(f"model labels and {dataset} classes differ: {', '.join(sorted(missing)[:8])}")
+    targets, masks = ds.columns(names)
     scores, errors = tagger.score_paths(ds.paths)
+    thr = np.full(len(tagger.labels), threshold) if threshold is not None else np.asarray(tagger.thresholds)
+    if cols is not None:
+        scores, thr = scores[:, cols], thr[cols]
+        errors = list(getattr(ds, "problems", [])) + list(errors)
     ok = ~np.isnan(scores).any(1)
-    thr = np.full(len(tagger.labels), threshold) if threshold is not None else tagger.thresholds
     r = evaluate_scores(scores[ok], targets[ok], masks[ok], thresholds=thr, ap_mode=ap_mode)
     return {
         "model": tagger.card.name, "dataset": dataset, "split": split, "images": int(ok.sum()), "failed": errors,
         "ap_mode": ap_mode, "threshold": "per-class (model card)" if threshold is None else threshold,
         **{k: float(r[k]) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")},
-        "per_class_ap": {lab: float(a) for lab, a in zip(tagger.labels, r["AP"])},
+        "per_class_ap": {lab: float(a) for lab, a in zip(names, r["AP"])},
     }

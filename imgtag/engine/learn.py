@@ -62,6 +62,9 @@ class LearnConfig:
     base_model: str | None = None
     with_default: bool = False
     embedded: bool = True
+    runtime: str = "auto"  # feature extraction: auto (ONNX Runtime on a CPU) | onnx | torch
+    workers: int | None = None  # decode processes (None: 1 beside ONNX Runtime)
+    hold_out: bool = False  # learn from the library's "train" split only (imgtag/data/library.py)
     seed: int = 0
 
 
@@ -122,6 +125,10 @@ def collect(inputs, cfg: LearnConfig, recursive: bool = True) -> Labels:
 
     problems: list[str] = []
     paths = list(iter_image_paths(inputs, recursive=recursive))
+    if cfg.hold_out:
+        from imgtag.data.library import in_split
+
+        paths = [p for p in paths if in_split(p, "train")]
     photos = harvest(paths, problems, embedded=cfg.embedded)
     corr = read_corrections(cfg.corrections, problems) if cfg.corrections else {}
     rows: list[tuple[Path, set[str], dict[str, str]]] = []
@@ -329,13 +336,13 @@ def run_learn(inputs, cfg: LearnConfig, recursive: bool = True, progress: bool =
         summary["error"] = (f"nothing to learn: no keyword has {cfg.min_examples} or more photos "
                             f"({len(labels.photos)} keyworded photos)")
         return summary
-    ex = FeatureExtractor(cfg.base_model)
+    ex = FeatureExtractor(cfg.base_model, runtime=cfg.runtime)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(labels.photos), desc="features", unit="photo", leave=False, dynamic_ncols=True)
-    X, ok, st = photo_features(labels.photos, ex, progress=bar.update if bar else None, on_error=log)
+    X, ok, st = photo_features(labels.photos, ex, workers=cfg.workers, progress=bar.update if bar else None, on_error=log)
     if bar:
         bar.close()
     X, Y, W = X[ok], labels.targets[ok], labels.weights[ok]
@@ -352,7 +359,8 @@ def run_learn(inputs, cfg: LearnConfig, recursive: bool = True, progress: bool =
               "negative_weight": cfg.negative_weight, "folds": cfg.folds, "steps": cfg.steps, "lr": cfg.lr,
               "weight_decay": cfg.weight_decay, "feature": "avg+max pooled backbone features",
               "not_learnable": labels.not_learnable, "with_default": cfg.with_default,
-              "corrections": bool(cfg.corrections)}
+              "corrections": bool(cfg.corrections),
+              "held_out": "the library's test split (20 % by file name)" if cfg.hold_out else None}
     wpath, cpath = save_learned(cfg, labels.keywords, head, [r["threshold"] for r in table], table, recipe)
     summary.update(table=table, model=str(cpath.with_suffix("")), runtime=ex.runtime,
                    features={k: (round(v, 2) if isinstance(v, float) else v) for k, v in st.items()},

@@ -218,3 +218,30 @@ def test_corrections_schema(tmp_path):
     c = read_corrections(f, problems)
     assert c == {str(tmp_path / "x.jpg"): {"Family|Kids|Mia": "right"}}
     assert len(problems) == 1 and "c.jsonl:2" in problems[0]
+
+
+def test_learned_model_with_default_is_one_pass(tmp_path, tiny_model):
+    """--with-default: the base model's head and the learned head share one backbone pass; the base labels keep
+    their logits and thresholds, the user's keywords follow with their paths."""
+    import torch
+
+    from imgtag.card import read_card
+    from imgtag.engine.learn import save_learned
+    from imgtag.models.model import load_model
+
+    rng = np.random.default_rng(0)
+    kws = ["Family|Kids|Mia", "Animals|Pets|dog"]
+    head = (rng.normal(size=(2, 2 * 1280)).astype(np.float32), np.zeros(2, np.float32))
+    cfg = LearnConfig(out=str(tmp_path / "m"), base_model=str(tiny_model), with_default=True)
+    _, cpath = save_learned(cfg, kws, head, [0.7, 1.0], [], {"command": "imgtag learn"})
+    card = read_card(cpath)
+    assert card.labels == ["cat", "dog", "person", "Mia", "Animals|Pets|dog"]  # 'dog' taken: the full path
+    assert card.paths == ["cat", "dog", "person", *kws] and card.thresholds == [0.5, 0.5, 0.0, 0.7, 1.0]
+    base, _ = load_model(str(tiny_model))
+    mine, _ = load_model(str(cpath))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out, ref, fmap = mine(x), base(x), base.backbone(x)
+    assert out.shape == (2, 5) and torch.allclose(out[:, :3], ref, atol=1e-5)
+    pooled = torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3))], 1).numpy()
+    assert np.allclose(out[:, 3:].numpy(), pooled @ head[0].T, atol=1e-3)

@@ -38,7 +38,7 @@ from .layers import (
 
 __all__ = [
     "GAPHead", "PooledHead", "StackHead", "CSRAHead", "CSRABlock", "Query2LabelHead", "GCNHead", "MLDecoderHead",
-    "HEADS", "build_head", "cooccurrence_probability", "gcn_adjacency",
+    "HEADS", "CARD_HEADS", "build_head", "cooccurrence_probability", "gcn_adjacency",
 ]
 
 
@@ -412,6 +412,8 @@ class PooledHead(_Head):
     (see imgtag/engine/photo_features.py), so the logits at tag time equal the ones it calibrated."""
 
     def __init__(self, in_channels: int, num_classes: int, *, cosine: bool = False, scale: float = 1.0):
+        if cosine:
+            raise ValueError("the pooled head is a plain linear layer (no cosine classifier)")
         super().__init__(in_channels, num_classes, False, scale)
         self.fc = nn.Linear(2 * in_channels, num_classes)
 
@@ -443,14 +445,16 @@ HEADS: dict[str, type] = {
     "q2l": Query2LabelHead,
     "gcn": GCNHead,
     "mldecoder": MLDecoderHead,
-    "pooled": PooledHead,
-    "stack": StackHead,
 }
+# heads that model files use but `imgtag train` does not offer: built by name, not listed as training choices
+CARD_HEADS: dict[str, type] = {"pooled": PooledHead, "stack": StackHead}
 
 
 def build_head(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
     """Build a head by registry name (case, '-' and '_' are ignored: 'ml-decoder' works)."""
     key = str(name).strip().lower().replace("-", "").replace("_", "")
+    if key in CARD_HEADS:
+        return CARD_HEADS[key](in_channels, num_classes, **kwargs)
     if key not in HEADS:
         raise ValueError(f"unknown head {name!r}; valid heads: {', '.join(HEADS)}")
     return HEADS[key](in_channels, num_classes, **kwargs)

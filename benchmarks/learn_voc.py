@@ -131,18 +131,28 @@ def build_library(lib: Path, ids, ds, embedded: int = 40, seed: int = 0) -> dict
     return counts
 
 
-def cached_mask(paths) -> np.ndarray:
-    from imgtag.engine.photo_features import FeatureExtractor, file_sha256
+_EX = []
 
-    store = FeatureExtractor().store()
+
+def extractor():
+    from imgtag.engine.photo_features import FeatureExtractor
+
+    if not _EX:
+        _EX.append(FeatureExtractor())
+    return _EX[0]
+
+
+def cached_mask(paths) -> np.ndarray:
+    from imgtag.engine.photo_features import file_sha256
+
+    store = extractor().store()
     return np.array([store.get(file_sha256(p)) is not None for p in paths])
 
 
 def val_features(ds, idx):
-    from imgtag.engine.photo_features import FeatureExtractor, photo_features
+    from imgtag.engine.photo_features import photo_features
 
-    ex = FeatureExtractor()
-    X, ok, st = photo_features([ds.paths[i] for i in idx], ex)
+    X, ok, st = photo_features([ds.paths[i] for i in idx], extractor())
     return X, ok
 
 
@@ -172,6 +182,9 @@ def main() -> None:
                                      scores_of)
     from imgtag.engine.photo_features import FeatureExtractor, photo_features
 
+    t = time.perf_counter()
+    extractor()
+    t_model = time.perf_counter() - t
     dtr, ids_tr = voc_labels("train")
     dva, ids_va = voc_labels("val")
     tr = [i for i in range(len(ids_tr)) if untagged(ids_tr[i])] + [i for i in range(len(ids_tr)) if not untagged(ids_tr[i])]
@@ -194,14 +207,15 @@ def main() -> None:
         return
     models = base / "models"
     cfg = LearnConfig(out=str(models / "voc-learned"))
+    print(f"extractor ready ({extractor().runtime})", file=sys.stderr, flush=True)
     t = time.perf_counter()
-    s1 = run_learn([lib], cfg, progress=False, log=lambda s: print("  " + s, file=sys.stderr))
+    s1 = run_learn([lib], cfg, progress=False, log=lambda s: print("  " + s, file=sys.stderr), extractor=extractor())
     t_first = time.perf_counter() - t
     print(f"learn: {t_first:.1f} s, features {s1['features']}", file=sys.stderr)
     # incremental: 100 more keyworded photos
     c2 = build_library(lib, sorted(extra), dtr, embedded=0, seed=1)
     t = time.perf_counter()
-    s2 = run_learn([lib], cfg, progress=False, log=lambda s: None)
+    s2 = run_learn([lib], cfg, progress=False, log=lambda s: None, extractor=extractor())
     t_incr = time.perf_counter() - t
     print(f"re-learn +{c2['photos']}: {t_incr:.1f} s, features {s2['features']}", file=sys.stderr)
 
@@ -215,7 +229,7 @@ def main() -> None:
     Xv = Xv[okv]
     tv, mv = dva.targets.numpy()[va_idx], dva.masks.numpy()[va_idx]
     res = {"library": counts, "incremental_photos": c2["photos"], "val_images": int(len(va_idx)),
-           "learn_s": round(t_first, 1), "features_first": s1["features"], "relearn_s": round(t_incr, 1),
+           "model_load_s": round(t_model, 1), "learn_s": round(t_first, 1), "features_first": s1["features"], "relearn_s": round(t_incr, 1),
            "features_relearn": s2["features"], "photos_labelled": s2["photos_labelled"],
            "photos_unlabelled": s2["photos_unlabelled"], "table": s2["table"]}
     res["val"] = evaluate_head(head, card.paths, card.thresholds, Xv, tv, mv, dva.classes)
@@ -246,8 +260,7 @@ def main() -> None:
         res["shipped_same_val"] = {k: r[k] for k in ("mAP", "CP", "CR", "CF1")}
     # few-shot: n positive photos per keyword (the others' positives unknown), learned and measured the same way
     labels = collect([lib], LearnConfig(out="x", min_examples=2))
-    ex = FeatureExtractor()
-    X, ok, _ = photo_features(labels.photos, ex)
+    X, ok, _ = photo_features(labels.photos, extractor())
     Y, W = labels.targets[ok], labels.weights[ok]
     X = X[ok]
     rng = np.random.default_rng(0)
@@ -259,7 +272,7 @@ def main() -> None:
             if len(p) > n:
                 Wn[rng.choice(p, len(p) - n, replace=False), j] = 0
         keep = Wn.sum(1) > 0
-        oof = cross_validate(X[keep], Y[keep], Wn[keep], folds=min(5, n))
+        oof = cross_validate(X[keep], Y[keep], Wn[keep], folds=min(3, n))
         from imgtag.engine.learn import Labels
 
         lab = Labels([], labels.keywords, Y[keep] * (Wn[keep] > 0), Wn[keep],

@@ -112,13 +112,16 @@ def test_iptc_utf8_record_and_provenance(tmp_path):
     # a provenance list says exactly which flat keywords imgtag added: the user's own 'dog' stays
     x = parse_xmp(xmp(["dog", "cat"], ["imgtag|dog", "imgtag|cat"],
                       extra="<imgtag:AddedSubjects><rdf:Bag><rdf:li>cat</rdf:li></rdf:Bag></imgtag:AddedSubjects>").encode())
-    assert x.provenance and x.imgtag == ["cat"]
+    assert x.provenance and x.imgtag == ["cat"] and x.added_subjects == ["cat"]
     q = tmp_path / "y.jpg"
     Image.new("RGB", (8, 8)).save(q)
-    (tmp_path / "y.jpg.xmp").write_text(xmp(["dog", "cat"], ["imgtag|dog", "imgtag|cat"],
+    (tmp_path / "y.jpg.xmp").write_text(xmp(["dog", "cat"], ["imgtag|dog", "imgtag|cat", "animal|cat"],
                                             extra="<imgtag:AddedSubjects><rdf:Bag><rdf:li>cat</rdf:li></rdf:Bag>"
-                                                  "</imgtag:AddedSubjects>"), "utf-8")
-    assert photo_keywords(q, []).keywords == ["dog"]
+                                                  "</imgtag:AddedSubjects><imgtag:AddedHierarchicalSubjects><rdf:Bag>"
+                                                  "<rdf:li>animal|cat</rdf:li></rdf:Bag></imgtag:AddedHierarchicalSubjects>"
+                                                  "<imgtag:Scores><rdf:Bag><rdf:li>dog=0.9</rdf:li><rdf:li>cat=0.8</rdf:li>"
+                                                  "</rdf:Bag></imgtag:Scores>"), "utf-8")
+    assert photo_keywords(q, []).keywords == ["dog"]  # the user's dog (imgtag scored it too, did not add it)
 
 
 @pytest.mark.skipif(EXIFTOOL is None, reason="exiftool not installed")
@@ -245,3 +248,15 @@ def test_learned_model_with_default_is_one_pass(tmp_path, tiny_model):
     assert out.shape == (2, 5) and torch.allclose(out[:, :3], ref, atol=1e-5)
     pooled = torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3))], 1).numpy()
     assert np.allclose(out[:, 3:].numpy(), pooled @ head[0].T, atol=1e-3)
+
+
+def test_keywords_imgtag_wrote_are_not_learned(tmp_path):
+    """A sidecar the user keyworded, then tagged by imgtag's own writer (with hierarchy paths): only the user's
+    keywords are harvested, including one imgtag also predicted."""
+    from imgtag.io.xmp import write_sidecar
+
+    p = tmp_path / "p.jpg"
+    Image.new("RGB", (8, 8)).save(p)
+    (tmp_path / "p.jpg.xmp").write_text(xmp(["Mia", "dog"], ["Family|Kids|Mia"]), "utf-8")
+    write_sidecar(p, [("dog", 0.9, "animal|dog"), ("person", 0.8, "person"), ("cat", 0.7, "animal|cat")])
+    assert sorted(photo_keywords(p, []).keywords) == ["Family|Kids|Mia", "dog"]

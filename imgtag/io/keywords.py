@@ -17,7 +17,8 @@ the one path of the library that ends with it, when there is exactly one.
 
 Keywords imgtag wrote are not the user's and are ignored: the ``imgtag|...``/``imgtag/...`` paths, the labels of
 ``imgtag:Scores``, and every value of imgtag's provenance properties (``imgtag:Added...``, whatever they list).
-When a provenance list exists it says exactly which flat keywords imgtag added; without one, a flat keyword equal
+When a provenance list exists, ``imgtag:AddedSubjects`` says exactly which flat keywords imgtag added (a user's
+own keyword that imgtag also scored stays the user's); without one, a flat keyword equal
 to an ``imgtag|`` label is taken as imgtag's (a user keyword spelled the same is then missed, the same caveat
 as the sidecar merge).
 
@@ -67,6 +68,7 @@ class XmpKeywords:
     tags: list[str] = field(default_factory=list)  # digiKam "A/B/C"
     imgtag: list[str] = field(default_factory=list)  # values of imgtag's own properties
     provenance: bool = False  # an imgtag:Added... list was present
+    added_subjects: list[str] = field(default_factory=list)  # imgtag:AddedSubjects: the dc:subject entries it added
 
 
 @dataclass
@@ -106,6 +108,8 @@ def parse_xmp(data: bytes, name: str = "XMP") -> XmpKeywords:
                     vals = [v.rpartition("=")[0] or v for v in vals]
                 if local.startswith("Added"):
                     out.provenance = True
+                if local == "AddedSubjects":
+                    out.added_subjects += vals
                 out.imgtag += vals
     return out
 
@@ -376,7 +380,7 @@ def photo_keywords(path: str | Path, problems: list[str], embedded: bool = True)
         loc = f"{path}" if where == "XMP" else f"{path.parent / where}"
         ours = set(x.imgtag)
         hp, tp = IMGTAG_PREFIX + "|", IMGTAG_PREFIX + "/"
-        ours_flat = set(x.imgtag) if x.provenance else ours | {h[len(hp):] for h in x.hierarchical if h.startswith(hp)} \
+        ours_flat = set(x.added_subjects) if x.provenance else ours | {h[len(hp):] for h in x.hierarchical if h.startswith(hp)} \
             | {t[len(tp):] for t in x.tags if t.startswith(tp)}
         for h in x.hierarchical:
             if not h.startswith(hp) and h not in ours:

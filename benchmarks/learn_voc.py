@@ -135,7 +135,7 @@ _EX = []
 
 
 def extractor():
-    from imgtag.engine.photo_features import FeatureExtractor
+    from imgtag.engine.features import FeatureExtractor
 
     if not _EX:
         _EX.append(FeatureExtractor())
@@ -143,14 +143,14 @@ def extractor():
 
 
 def cached_mask(paths) -> np.ndarray:
-    from imgtag.engine.photo_features import file_sha256
+    from imgtag.engine.features import file_sha256
 
     store = extractor().store()
     return np.array([store.get(file_sha256(p)) is not None for p in paths])
 
 
 def val_features(ds, idx):
-    from imgtag.engine.photo_features import photo_features
+    from imgtag.engine.features import photo_features
 
     X, ok, st = photo_features([ds.paths[i] for i in idx], extractor())
     return X, ok
@@ -180,7 +180,7 @@ def main() -> None:
 
     from imgtag.engine.learn import (LearnConfig, collect, cross_validate, fit_head, keyword_table, run_learn,
                                      scores_of)
-    from imgtag.engine.photo_features import FeatureExtractor, photo_features
+    from imgtag.engine.features import FeatureExtractor, photo_features
 
     t = time.perf_counter()
     extractor()

@@ -177,7 +177,7 @@ def test_learn_cli_end_to_end(library, tmp_path, tiny_model):
 
     from imgtag.cli import app
     from imgtag.card import read_card
-    from imgtag.engine.predict import Tagger
+    from imgtag.runtime.tagger import Tagger
 
     before = digest(library)
     out = tmp_path / "models" / "mine"
@@ -260,3 +260,15 @@ def test_keywords_imgtag_wrote_are_not_learned(tmp_path):
     (tmp_path / "p.jpg.xmp").write_text(xmp(["Mia", "dog"], ["Family|Kids|Mia"]), "utf-8")
     write_sidecar(p, [("dog", 0.9, "animal|dog"), ("person", 0.8, "person"), ("cat", 0.7, "animal|cat")])
     assert sorted(photo_keywords(p, []).keywords) == ["Family|Kids|Mia", "dog"]
+
+
+def test_selector_emits_the_users_paths():
+    from imgtag.runtime.selection import Selector
+
+    sel = Selector(["Mia", "dog"], [0.5, 0.5], paths=["Family|Kids|Mia", "Animals|Pets|dog"])
+    out = sel(np.array([0.9, 0.7], np.float32))
+    assert [(lb.label, lb.path) for lb in out] == [("Mia", "Family|Kids|Mia"), ("dog", "Animals|Pets|dog")]
+    sel = Selector(["Mia", "dog"], 0.5, exclude=["Family"], paths=["Family|Kids|Mia", "Animals|Pets|dog"])
+    assert [lb.label for lb in sel(np.array([0.9, 0.7], np.float32))] == ["dog"]
+    with pytest.raises(ValueError):
+        Selector(["Mia"], 0.5, exclude=["Kids"], paths=["Family|Kids|Mia"])

@@ -15,7 +15,7 @@ Pipeline (each step a function, so the benchmarks and tests can use them one by 
      "verdict"}``): ``wrong`` is a **hard negative** (weight 1), ``missing`` and ``right`` are positives;
    * keywords with fewer than ``min_examples`` positive photos are listed as "not learnable yet".
 
-2. :func:`photo_features` (imgtag/engine/photo_features.py) gives each labelled photo's pooled backbone feature
+2. :func:`photo_features` (imgtag/engine/features.py) gives each labelled photo's pooled backbone feature
    of the base model (the shipped default), from the content-keyed cache where possible.
 
 3. :func:`fit_head` trains one linear layer on the standardised features (weighted BCE + the L2 of a C=1
@@ -335,7 +335,7 @@ def run_learn(inputs, cfg: LearnConfig, recursive: bool = True, progress: bool =
               extractor=None) -> dict:
     """Learn and save; returns a summary dict (see the CLI for how it is printed). ``extractor``: a
     FeatureExtractor of ``cfg.base_model`` to reuse (benchmarks)."""
-    from imgtag.engine.photo_features import FeatureExtractor, photo_features
+    from imgtag.engine.features import FeatureExtractor, photo_features
 
     log = log or (lambda s: None)
     t0 = time.perf_counter()

@@ -409,7 +409,7 @@ class MLDecoderHead(_Head):
 # ------------------------------------------------------------------ pooled linear (imgtag learn)
 class PooledHead(_Head):
     """[average, max] pooling -> Linear: the head ``imgtag learn`` trains on cached pooled features
-    (see imgtag/engine/photo_features.py), so the logits at tag time equal the ones it calibrated."""
+    (see imgtag/engine/features.py), so the logits at tag time equal the ones it calibrated."""
 
     def __init__(self, in_channels: int, num_classes: int, *, cosine: bool = False, scale: float = 1.0):
         if cosine:

@@ -18,10 +18,14 @@ class Selector:
     ones), or one float for all."""
 
     def __init__(self, labels: Sequence[str], thresholds: Sequence[float] | float, top_k: int | None = None,
-                 exclude: Iterable[str] = ()):
+                 exclude: Iterable[str] = (), paths: Sequence[str] | None = None):
         self.labels = list(labels)
+        # hierarchy paths (a model card's ``paths``, e.g. a model from `imgtag learn`): each Label carries its path,
+        # and excluding a path or one of its parents ("Family") drops the subtree
+        self.paths = list(paths) if paths else None
         exclude = set(exclude)
-        unknown = sorted(exclude - set(self.labels))
+        known = set(self.labels) | {"|".join(q.split("|")[:n]) for q in self.paths or () for n in range(1, q.count("|") + 2)}
+        unknown = sorted(exclude - known)
         if unknown:
             raise ValueError(f"--exclude: unknown label(s) {', '.join(unknown)}; the model knows {', '.join(self.labels)}")
         self.exclude = exclude
@@ -31,11 +35,14 @@ class Selector:
         if self.thresholds.shape != (len(self.labels),):
             raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.labels)} labels")
         self.top_k = top_k
-        self._allowed = np.array([lab not in exclude for lab in self.labels])
+        self._allowed = np.array([lab not in exclude and not (self.paths and any(
+            self.paths[i] == e or self.paths[i].startswith(e + "|") for e in exclude)) for i, lab in enumerate(self.labels)])
 
     def __call__(self, scores: np.ndarray) -> list[Label]:
         keep = (scores >= self.thresholds) & self._allowed
         idx = [int(i) for i in np.argsort(-scores, kind="stable") if keep[i]]
         if self.top_k:
             idx = idx[: self.top_k]
+        if self.paths:
+            return [Label(self.labels[i], float(scores[i]), self.paths[i]) for i in idx]
         return [Label(self.labels[i], float(scores[i])) for i in idx]

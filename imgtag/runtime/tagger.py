@@ -96,7 +96,7 @@ class Tagger:
         self.net, self.card = load_model(model, "cpu")
         self.labels = list(self.card.labels)
         self.selector = Selector(self.labels, threshold if threshold is not None else self.card.class_thresholds(),
-                                 top_k, exclude)
+                                 top_k, exclude, paths=self.card.paths)
         self.size = int(self.card.input_size)
         self.cuda = self.device.type == "cuda"
         self.batch_size = batch_size or (64 if self.cuda else 16)

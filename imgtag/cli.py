@@ -86,9 +86,21 @@ def tag(
     from imgtag.io.discover import parse_shard, read_file_list
 
     paths = list(inputs or [])
+    for p in paths:  # arguments are checked now (a typo is a usage error); listed paths fail one by one
+        if not os.path.lexists(p):
+            _fail(f"no such file or directory: {p}", 2)
     if files_from:
-        stream = sys.stdin if files_from == "-" else open(files_from, encoding="utf-8", newline="")
-        paths += read_file_list(stream, nul_separated=null)
+        try:
+            if files_from == "-":
+                stream = sys.stdin.buffer if sys.stdin is not None else None
+                if stream is None:
+                    raise OSError("standard input is closed")
+                paths += read_file_list(stream, nul_separated=null)
+            else:
+                with open(files_from, "rb") as stream:
+                    paths += read_file_list(stream, nul_separated=null)
+        except OSError as e:
+            _fail(f"--files-from {files_from}: cannot read: {e.strerror or e}", 2)
     if not paths:
         _fail("no input: give image files or directories, or --files-from", 2)
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imgtag.io.discover import (IMAGE_EXTENSIONS, image_extensions, iter_image_paths, parse_shard,
-                                read_file_list, shard)
+from imgtag.io.discover import (IMAGE_EXTENSIONS, DiscoverError, image_extensions, iter_image_paths, parse_shard,
+                                read_file_list, shard, shard_key)
 
 
 def make_tree(root: Path, names: list[str]) -> None:
@@ -88,6 +88,109 @@ def test_symlinks(tmp_path):
                                                                         "linkfile.jpg"]
 
 
+def walk(inputs, **kw):
+    """Walk with an on_error that collects; returns (paths as str, [(path, reason), ...])."""
+    errors = []
+    got = [str(p) for p in iter_image_paths(inputs, on_error=lambda p, r: errors.append((p, r)), **kw)]
+    return got, errors
+
+
+def test_symlink_loop_in_tree_is_one_error_not_the_end(tmp_path):
+    """F1: a link to itself made DirEntry.is_file() raise ELOOP, which ended the whole walk."""
+    make_tree(tmp_path, ["a.jpg", "z.jpg"])
+    os.symlink("self.jpg", tmp_path / "self.jpg")
+    os.symlink("loop.txt", tmp_path / "loop.txt")  # not an image name: skipped without a word
+    got, errors = walk([tmp_path])
+    assert got == [str(tmp_path / "a.jpg"), str(tmp_path / "z.jpg")]
+    assert errors == [(str(tmp_path / "self.jpg"), "cannot read: too many levels of symbolic links")]
+    with pytest.raises(DiscoverError, match="self.jpg: cannot read: too many levels"):
+        list(iter_image_paths([tmp_path]))  # without on_error: one clear exception, not a bare OSError
+    got, errors = walk([tmp_path / "self.jpg", tmp_path / "a.jpg"])  # named directly
+    assert got == [str(tmp_path / "a.jpg")] and len(errors) == 1
+
+
+def test_missing_inputs_are_reported_one_by_one(tmp_path):
+    """F4: with on_error, a missing path (e.g. from --files-from) is one error; the rest is walked."""
+    make_tree(tmp_path, ["a.jpg", "b.jpg"])
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "broken.jpg")
+    got, errors = walk([tmp_path / "a.jpg", tmp_path / "gone.jpg", tmp_path / "broken.jpg", tmp_path / "b.jpg"])
+    assert got == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+    assert errors == [(str(tmp_path / "gone.jpg"), "no such file or directory"),
+                      (str(tmp_path / "broken.jpg"), "broken symbolic link")]
+
+
+def test_fifo_and_devices_are_refused_not_opened(tmp_path):
+    """F6: a FIFO given directly was opened and blocked forever; inside a tree it is skipped."""
+    make_tree(tmp_path, ["a.jpg"])
+    os.mkfifo(tmp_path / "pipe.jpg")
+    got, errors = walk([tmp_path / "pipe.jpg", "/dev/null", tmp_path / "a.jpg", tmp_path])
+    assert got == [str(tmp_path / "a.jpg")]
+    assert errors == [(str(tmp_path / "pipe.jpg"), "not a regular file (FIFO)"),
+                      ("/dev/null", "not a regular file (character device)")]
+
+
+@pytest.fixture()
+def shared_tmp():
+    """A world-readable temp dir (pytest's own are 0700 under root), for walks run as another user."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="imgtag-perm-"))
+    d.chmod(0o755)
+    yield d
+    for sub in d.rglob("*"):
+        if sub.is_dir() and not sub.is_symlink():
+            sub.chmod(0o755)
+    shutil.rmtree(d)
+
+
+def unprivileged(fn):
+    """fn() as an ordinary user: root reads mode-000 directories, so under root it runs in a forked child
+    that has dropped to uid/gid 65534 (nobody); its result comes back pickled through a pipe."""
+    import pickle
+
+    if os.geteuid() != 0:
+        return fn()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            data = pickle.dumps(("ok", fn()))
+        except BaseException as e:  # noqa: BLE001
+            data, code = pickle.dumps(("err", repr(e))), 1
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    assert kind == "ok", value
+    return value
+
+
+def test_unreadable_directory_is_named(shared_tmp):
+    """F5: an unreadable directory was skipped without a word ("0 of 0", exit 0)."""
+    make_tree(shared_tmp, ["a.jpg", "locked/b.jpg", "open/c.jpg"])
+    for p in shared_tmp.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    (shared_tmp / "locked").chmod(0o000)
+    os.symlink(shared_tmp / "locked" / "b.jpg", shared_tmp / "open" / "link.jpg")  # F1, non-root flavour
+    image_extensions()  # load Pillow's plugins before dropping privileges
+    got, errors = unprivileged(lambda: walk([shared_tmp]))
+    assert rel(got, shared_tmp) == ["a.jpg", "open/c.jpg"]
+    assert errors == [(str(shared_tmp / "locked"), "cannot read directory: permission denied"),
+                      (str(shared_tmp / "open" / "link.jpg"), "cannot read: permission denied")]
+    got, errors = unprivileged(lambda: walk([shared_tmp / "locked"]))
+    assert got == [] and errors == [(str(shared_tmp / "locked"), "cannot read directory: permission denied")]
+
+
 def test_extensions():
     exts = image_extensions()
     assert IMAGE_EXTENSIONS <= exts
@@ -160,3 +263,25 @@ def test_shard_is_stable_across_processes():
                                 check=True, cwd=Path(__file__).parents[1]).stdout)
     here = str([p for p in (f"img{i}.jpg" for i in range(50)) if list(shard([p], 2, 3))]) + "\n"
     assert outs == {here}
+
+
+def test_shard_key_does_not_depend_on_spelling(tmp_path, monkeypatch):
+    """F15: 823 of 980 files changed shard between relative and absolute spellings of the same folder."""
+    names = [f"d{i % 7}/IMG_{i:04d}.jpg" for i in range(120)]
+    make_tree(tmp_path / "nas" / "photos", names)
+    os.symlink(tmp_path / "nas", tmp_path / "mnt")  # the same collection mounted elsewhere
+    monkeypatch.chdir(tmp_path / "nas")
+    spellings = ["photos", "./photos/", str(tmp_path / "nas" / "photos"), str(tmp_path / "mnt" / "photos")]
+    for n in (2, 3):
+        for k in range(1, n + 1):
+            parts = {tuple(rel(iter_image_paths([s], shard_spec=(k, n)), s)) for s in spellings}
+            assert len(parts) == 1, (k, n)  # the same files, whatever the spelling
+        union = [p for k in range(1, n + 1) for p in rel(iter_image_paths(["photos"], shard_spec=(k, n)), "photos")]
+        assert sorted(union) == sorted(names)  # still an exact partition
+    assert shard_key(tmp_path / "mnt/photos/d1/IMG_0001.jpg", tmp_path / "mnt/photos") == "d1/IMG_0001.jpg"
+    # files named directly (arguments, --files-from) are keyed relative to their common folder
+    listed = {tuple(map(Path.as_posix, (Path(p).relative_to(base) for p in iter_image_paths(
+        [base / n for n in names], shard_spec=(1, 2))))) for base in (Path("photos"), tmp_path / "mnt" / "photos")}
+    assert len(listed) == 1
+    walked = rel(iter_image_paths(["photos"], shard_spec=(1, 2)), "photos")
+    assert list(next(iter(listed))) == sorted(walked, key=names.index)

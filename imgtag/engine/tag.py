@@ -12,9 +12,22 @@ The steps around tagging are engine/pipeline.py's, shared with the Ray engine (t
 """
 from __future__ import annotations
 
-from imgtag.engine.pipeline import TagSummary, open_output, plan_run, write_results
+from imgtag.engine.pipeline import TagSummary, open_output, plan_run, report_error, write_results
 from imgtag.io.discover import iter_image_paths
 from imgtag.runtime.tagger import Tagger
+
+
+def discover(inputs: list[str], recursive: bool, shard_spec: tuple[int, int] | None) -> tuple[list[str], list[str]]:
+    """The image paths of this run (sharded by a spelling-independent key) and the walk's problems, each
+    already reported on stderr as one line "path: reason" (missing listed files, FIFOs, unreadable
+    directories, symlink loops); they count as failed files."""
+    failed: list[str] = []
+
+    def on_error(path: str, reason: str) -> None:
+        failed.append(f"{path}: {reason}")
+        report_error(failed[-1])
+    paths = [str(p) for p in iter_image_paths(inputs, recursive=recursive, on_error=on_error, shard_spec=shard_spec)]
+    return paths, failed
 
 
 def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str = "-", on_existing: str = "merge",
@@ -22,7 +35,9 @@ def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str =
             quiet: bool = False, console=None) -> TagSummary:
     """Tag ``inputs`` (files and folders) with ``tagger``; ValueError / FileNotFoundError for bad arguments."""
     writer = open_output(fmt, output, on_existing, model_name=tagger.card.name, sidecar_naming=sidecar_naming)
-    paths = [str(p) for p in iter_image_paths(inputs, recursive=recursive)]
-    plan = plan_run(paths, writer, on_existing, shard_spec)
+    paths, walk_failed = discover(inputs, recursive, shard_spec)
+    plan = plan_run(paths, writer, on_existing, None)
+    plan.summary.failed += walk_failed
+    plan.summary.total += len(walk_failed)
     records = (pred.to_record() for pred in tagger.tag_paths(plan.todo))
     return write_results(records, writer, plan, tagger.description, quiet, console)

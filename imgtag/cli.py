@@ -133,6 +133,23 @@ def tag(
     raise typer.Exit(summary.exit_code)
 
 
+@app.command("untag")
+def untag(
+    inputs: list[str] = typer.Argument(..., help="Images, folders or .xmp sidecars."),
+    sidecar_naming: str = typer.Option("auto", "--sidecar-naming", help="auto | ext | stem, as given to tag."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
+):
+    """Remove everything imgtag wrote into XMP sidecars (its keywords and imgtag: properties), nothing else."""
+    from imgtag.engine.untag import run_untag
+
+    try:
+        summary = run_untag(inputs, sidecar_naming=sidecar_naming, recursive=recursive, quiet=quiet)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e), 2)
+    raise typer.Exit(summary.exit_code)
+
+
 @app.command("eval")
 def eval_(
     dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl | library (your keyworded photos; --split all|train|test)."),

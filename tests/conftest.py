@@ -60,3 +60,19 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("IMGTAG_CACHE", None)
     else:
         os.environ["IMGTAG_CACHE"] = old
+
+
+@pytest.fixture()
+def small_fs(tmp_path):
+    """A 200 KiB tmpfs (a disk that fills up for real); skipped where mounting is not allowed (needs root)."""
+    import subprocess
+
+    d = tmp_path / "small_fs"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({(r.stderr or r.stdout).strip() or 'mount failed'})")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)

@@ -293,3 +293,60 @@ def test_atomic_open_text_and_failure(tmp_path):
     with pytest.raises(ValueError, match="write-only"):
         with atomic_open(p, "r"):
             pass
+
+
+def test_atomic_abort_on_a_full_disk_leaves_no_temp_file(small_fs):
+    """F7: on a full disk AtomicFile.abort() re-raised from close() (which flushes) and never removed the temp file."""
+    out = small_fs / "out.bin"
+    out.write_bytes(b"old")
+    with pytest.raises(OSError):
+        with atomic_open(out, "wb") as f:
+            for _ in range(100):
+                f.write(b"x" * 4096)  # 400 KB into a 200 KB disk
+    assert out.read_bytes() == b"old" and not leftovers(small_fs)
+
+
+# ----------------------------------------------------------------------------- one writer per output
+
+
+def test_output_lock_refuses_a_second_writer(tmp_path):
+    """F8: two runs writing the same -o both exited 0 and the last one won."""
+    from imgtag.io.lock import OutputLocked, lock_path, output_lock
+
+    out = tmp_path / "o.jsonl"
+    with output_lock(out):
+        assert lock_path(out).exists()
+        with pytest.raises(OutputLocked, match=f"another imgtag run is writing {out}"):
+            with output_lock(out):  # flock is per open file: a second open in this process conflicts too
+                pass
+        with output_lock(tmp_path / "other.jsonl"), output_lock("-"):
+            pass  # other outputs and stdout are not affected
+    assert list(tmp_path.iterdir()) == []  # the lock file goes with the run
+    with output_lock(out):  # free again
+        pass
+
+
+def test_output_lock_is_released_when_the_holder_dies(tmp_path):
+    """A run killed with SIGKILL leaves its lock file but not its lock."""
+    import signal
+    import subprocess
+    import sys
+
+    from imgtag.io.lock import OutputLocked, lock_path, output_lock
+
+    out = tmp_path / "o.jsonl"
+    code = ("import sys, time; from imgtag.io.lock import output_lock\n"
+            "with output_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        assert p.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputLocked):
+            with output_lock(out):
+                pass
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert lock_path(out).exists()  # left over, harmless
+    with output_lock(out):
+        pass

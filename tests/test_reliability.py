@@ -69,3 +69,49 @@ def test_files_from_problems_are_one_line(tiny_model, two, tmp_path):
         r = run("-T", bad, "-m", tiny_model)
         assert r.exit_code == 2 and "Traceback" not in r.output
         assert error_lines(r.stderr) == [error_lines(r.stderr)[0]] and f"--files-from {bad}: cannot read" in r.stderr
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def test_16bit_decode_memory_is_bounded(tmp_path):
+    """F9: a 16-bit image went through int64 (~25 bytes per pixel: 4.1 GB for a legal 13000x13000 PNG)."""
+    import tracemalloc
+
+    import numpy as np
+    from PIL import Image
+
+    from imgtag.io.decode import load_pil, load_resized
+
+    w, h = 3000, 2000
+    a = np.tile(np.linspace(0, 65535, w).astype(np.uint16), (h, 1))
+    Image.fromarray(a).save(tmp_path / "deep.png")
+    for load in (lambda: load_resized(tmp_path / "deep.png", 64), lambda: load_pil(tmp_path / "deep.png")):
+        tracemalloc.start()
+        try:
+            img = load()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        px = np.asarray(img)
+        assert px[0, 0, 0] <= 4 and px[0, -1, 0] >= 251  # full range to full range still
+        extra = 3 * w * h if not isinstance(img, np.ndarray) else 0  # load_pil returns full-size RGB
+        band = 12 * 2**20  # one band of rows in flight (~1 M pixels in uint16 and uint32)
+        assert peak - extra < w * h + band, f"{peak / (w * h):.1f} bytes per pixel"  # the 8-bit copy + one band
+
+
+def test_broken_exif_warns_nothing(tmp_path, capfd):
+    """Minor: a bad EXIF block printed Pillow's warning, naming no file; the block is ignored, as documented."""
+    import struct
+    import warnings
+
+    from PIL import Image
+
+    from imgtag.io.decode import load_pil, load_resized
+
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x010F, 2, 100, 5000) + b"\0\0\0\0"  # data past the end
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.jpg", exif=b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_resized(tmp_path / "x.jpg", 16).shape == (16, 16, 3)
+        assert load_pil(tmp_path / "x.jpg").size == (32, 32)

@@ -1,7 +1,7 @@
 """Atomic file writes: write a temp file in the destination directory, fsync, then os.replace.
 
-Readers never see a half-written file, and an interrupted write (exception, KeyboardInterrupt) removes
-the temp file and leaves any pre-existing destination untouched. The final file gets the permissions of
+Readers never see a half-written file, and an interrupted or failed write (exception, KeyboardInterrupt, a
+full disk) removes the temp file and leaves any pre-existing destination untouched. The final file gets the permissions of
 the file it replaces, or the usual 0o666 & ~umask for a new file (mkstemp would otherwise leave 0o600).
 """
 from __future__ import annotations
@@ -56,10 +56,15 @@ class AtomicFile:
         _fsync_dir(self.path.parent)
 
     def abort(self) -> None:
-        """Discard the temp file; the destination is not touched."""
-        self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
+        """Discard the temp file; the destination is not touched. Never raises: closing flushes what is
+        buffered, which fails again on a full disk, and the temp file must go all the same."""
+        try:
+            self.file.close()
+        except OSError:
+            pass  # the data is being discarded anyway; close() has released the descriptor
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
 
 
 def _fsync_dir(d: Path) -> None:

@@ -9,6 +9,7 @@ report a bad file and go on. Choices:
   usual background of product/web images; black would invent dark borders around cut-out objects.
 * 16-bit ("I;16*", "I") images are scaled to 8 bits (v * 255 / 65535, rounded), not clipped, so a
   normal 16-bit PNG does not come out white. "F" (float) images are taken as 0..1 if max <= 1, else 0..255.
+  The scaling runs in bands of rows: about 3 bytes per pixel in all for a 16-bit image (see `_to_uint8`).
 * CMYK is converted naively by Pillow (Adobe-inverted JPEGs handled); ICC profiles are not applied.
 * Animated images (GIF, APNG, WebP) give their first frame.
 * Truncated files fail (`ImageFile.LOAD_TRUNCATED_IMAGES` is left False): a half image is a bad input.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -134,7 +136,10 @@ def _resized(fp: BinaryIO, name, size, max_pixels: int | None, out: np.ndarray |
 
 
 def _squish(im: Image.Image, w: int, h: int) -> Image.Image:
-    """Any mode → RGB at exactly w×h, antialiased bilinear; greyscale is resized as one channel, then expanded."""
+    """Any mode → RGB at exactly w×h, antialiased bilinear; greyscale (8-bit, or 16-bit/float scaled to 8 bits
+    first) is resized as one channel, then expanded."""
+    if (im.mode.startswith("I;16") or im.mode in ("I", "F")) and "transparency" not in im.info:
+        im = _to_uint8(im)  # one byte per pixel; the RGB copy is made at the target size only
     if im.mode == "L" and "transparency" not in im.info:
         return im.resize((w, h), Image.Resampling.BILINEAR).convert("RGB")
     return _to_rgb(im).resize((w, h), Image.Resampling.BILINEAR)
@@ -168,7 +173,9 @@ def _open(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
     else:
         optional_extensions()  # HEIF/AVIF openers, once per process
         try:
-            im = Image.open(fp)
+            with warnings.catch_warnings():  # JPEG reads EXIF (for DPI) here: see _orientation
+                warnings.simplefilter("ignore")
+                im = Image.open(fp)
         except Exception as e:  # noqa: BLE001
             raise _error(name, e, None) from e
     pixels = im.width * im.height
@@ -196,12 +203,15 @@ def _decode(fp: BinaryIO, name, max_pixels: int | None) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> Image.Transpose | None:
-    """The transpose that undoes the EXIF orientation, or None; a broken EXIF block counts as none.
+    """The transpose that undoes the EXIF orientation, or None; a broken EXIF block counts as none, silently
+    (Pillow's "Corrupt EXIF data" / "Tag data larger than file" warnings named no file and changed nothing).
     A RAW's orientation (set by io/raw.py) overrides the EXIF of its preview."""
     if ORIENTATION_KEY in im.info:
         return _TRANSPOSE.get(im.info[ORIENTATION_KEY])
     try:
-        return _TRANSPOSE.get(im.getexif().get(0x0112))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _TRANSPOSE.get(im.getexif().get(0x0112))
     except Exception:  # noqa: BLE001
         return None
 
@@ -212,7 +222,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if mode == "RGB" and "transparency" not in im.info:
         return im
     if mode.startswith("I;16") or mode in ("I", "F"):
-        return Image.fromarray(_to_uint8(np.asarray(im), mode)).convert("RGB")
+        return _to_uint8(im).convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         bg = Image.new("RGB", im.size, _WHITE)
@@ -221,14 +231,37 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
-def _to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
-    """Scale a 16-bit or float single-channel array to uint8 (full range to full range)."""
-    if mode == "F":
-        a = np.nan_to_num(a.astype(np.float32))
-        scale = 255.0 if a.size and a.max() <= 1.0 else 1.0
-        return np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
-    a = np.clip(a.astype(np.int64), 0, 65535)  # "I" is taken to hold 16-bit data, as 16-bit PNG/PGM do
-    return ((a * 255 + 32767) // 65535).astype(np.uint8)
+_CHUNK_PIXELS = 1 << 20  # _to_uint8 converts this many pixels at a time
+
+
+def _to_uint8(im: Image.Image) -> Image.Image:
+    """A 16-bit ("I;16*", "I") or float ("F") single-channel image → "L" (full range to full range).
+
+    Memory stays bounded: the 8-bit result (1 byte per pixel) is filled a band of rows at a time, each band
+    converted in uint32/float32 (under 10 MB of temporaries), never a whole-image int64 copy. With Pillow's own
+    pixels (2 bytes per pixel for 16-bit) a 16-bit image takes about 3 bytes per pixel in all, so at most
+    ~0.55 GB per decode worker at the MAX_PIXELS limit (~179 M pixels); it used to be ~25 bytes per pixel.
+    """
+    mode = im.mode
+    w, h = im.size
+    out = np.empty((h, w), dtype=np.uint8)
+    rows = max(1, _CHUNK_PIXELS // max(w, 1))
+    scale = 1.0
+    if mode == "F":  # 0..1 if max <= 1, else 0..255 (NaN/inf ignored)
+        lo_hi = im.getextrema()
+        scale = 255.0 if lo_hi and np.isfinite(lo_hi[1]) and lo_hi[1] <= 1.0 else 1.0
+    for y in range(0, h, rows):
+        a = np.asarray(im.crop((0, y, w, min(h, y + rows))))
+        if mode == "F":
+            a = np.nan_to_num(a.astype(np.float32, copy=False))
+            out[y:y + rows] = np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
+        else:  # "I" is taken to hold 16-bit data, as 16-bit PNG/PGM do
+            a = np.clip(a, 0, 65535).astype(np.uint32)
+            a *= 255
+            a += 32767
+            a //= 65535
+            out[y:y + rows] = a
+    return Image.fromarray(out, "L")
 
 
 def _error(name, e: BaseException, fmt: str | None) -> DecodeError:

@@ -350,3 +350,31 @@ def test_output_lock_is_released_when_the_holder_dies(tmp_path):
     assert lock_path(out).exists()  # left over, harmless
     with output_lock(out):
         pass
+
+
+ODD = ["tab\there.jpg", "new\nline.jpg", "back\\slash.jpg", "cr\rhere.jpg", "comma,.jpg"]
+
+
+def odd_records(names=ODD):
+    return [{"path": p, "labels": [{"label": "a|b", "score": 0.9}, {"label": "c,d\\e", "score": 0.5}]} for p in names]
+
+
+def test_csv_quotes_carriage_return(tmp_path):
+    """F12: a CR in a name was written unquoted, and a reader split the row there."""
+    out = tmp_path / "o.csv"
+    write_all("csv", out, odd_records())
+    with open(out, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    assert [r[0] for r in rows[1:]] == ODD
+    assert {r[1] for r in rows[1:]} == {"a\\|b|c,d\\\\e"}  # '|' inside a label escaped: the column splits cleanly
+
+
+def test_txt_escapes_separators(tmp_path):
+    """F12/B8: TXT wrote TAB and newline in names raw, so one image could take two lines."""
+    out = tmp_path / "o.txt"
+    write_all("txt", out, odd_records(ODD + ["caf\udce9.jpg"]))
+    lines = out.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and len(lines) == len(ODD) + 2
+    assert [ln.split("\t")[0] for ln in lines[:-1]] == ["tab\\there.jpg", "new\\nline.jpg", "back\\\\slash.jpg",
+                                                         "cr\\rhere.jpg", "comma,.jpg", "caf\\xe9.jpg"]
+    assert {ln.split("\t")[1] for ln in lines[:-1]} == {"a|b,c\\,d\\\\e"}

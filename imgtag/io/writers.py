@@ -203,14 +203,18 @@ class CsvWriter(Writer):
 
     def _begin(self):
         self.csv = csv.writer(self.f, lineterminator="\n")
+        self.csv_quoted = csv.writer(self.f, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self.csv.writerow(["path", "labels", "scores"])
 
     def _write(self, record):
         if "error" in record:
             return
         labels = _labels(record)
-        self.csv.writerow([record["path"], "|".join(lab.label for lab in labels),
-                           "|".join(f"{lab.score:.4f}" for lab in labels)])
+        row = [str(record["path"]), "|".join(lab.label.replace("\\", "\\\\").replace("|", "\\|") for lab in labels),
+               "|".join(f"{lab.score:.4f}" for lab in labels)]
+        # csv quotes a field with "\n" but not one with a lone "\r" when the terminator is "\n"; a reader would end
+        # the row there, so such rows are written fully quoted. A '|' or '\\' inside a label is escaped ('\\|', '\\\\').
+        (self.csv_quoted if any("\r" in f for f in row) else self.csv).writerow(row)
 
 
 @register_writer
@@ -220,7 +224,25 @@ class TxtWriter(Writer):
     def _write(self, record):
         if "error" in record:
             return
-        self.f.write(f"{record['path']}\t{','.join(lab.label for lab in _labels(record))}\n")
+        labels = ",".join(_txt_escape(lab.label, label=True) for lab in _labels(record))
+        self.f.write(f"{_txt_escape(str(record['path']))}\t{labels}\n")
+
+
+_TXT_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", ",": "\\,"}
+
+
+def _txt_escape(s: str, label: bool = False) -> str:
+    """TXT keeps one line per image: backslash escapes for '\\', TAB, newline and CR (and ',' in labels); a byte of a
+    non-UTF-8 file name (held by Python as a lone surrogate) is written as \\xNN."""
+    out = []
+    for ch in s:
+        if ch in _TXT_ESCAPES and (ch != "," or label):
+            out.append(_TXT_ESCAPES[ch])
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 PARQUET_HINT = "--format parquet needs pyarrow: pip install pyarrow (or 'imgtag[ray]')"

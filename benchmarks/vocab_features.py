@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("-b", type=int, default=16)
     ap.add_argument("--stride", type=int, default=1, help="every n-th image only")
     ap.add_argument("--no-260", action="store_true", help="skip the original model at 260 px")
+    ap.add_argument("--no-448", action="store_true", help="skip the original tail at 448 px")
+    ap.add_argument("--ft-only", action="store_true", help="only the shipped model (pooled features, VOC logits)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     ft, card = load_model(None)
@@ -68,22 +70,26 @@ def main() -> None:
                 x = normalize(b.images, card.mean, card.std)
                 h = prefix(x)
                 fm = ft_tail(h)
+                n = sum(len(f) for f in feats) + len(x)
+                if n % 80 == 0:
+                    print(f"view {k}: {n}/{len(paths)} {n / (time.time() - t0):.2f} img/s", file=sys.stderr, flush=True)
                 feats.append(fm.mean((2, 3)).numpy())
                 voc.append(ft.head(fm).numpy())
-                o448.append(ob.classifier(or_tail(h).mean((2, 3))).numpy())
+                if a.ft_only:
+                    continue
+                if not a.no_448:
+                    o448.append(ob.classifier(or_tail(h).mean((2, 3))).numpy())
                 if not a.no_260:
                     x2 = torch.nn.functional.interpolate(b.images.float(), size=(260, 260), mode="bilinear", antialias=True, align_corners=False)
                     o260.append(ob(normalize(x2, card.mean, card.std)).numpy())
-                n = sum(len(f) for f in feats)
-                if n % 160 == 0:
-                    print(f"view {k}: {n}/{len(paths)} {n / (time.time() - t0):.1f} img/s", file=sys.stderr, flush=True)
         out[f"feat_v{k}"] = np.concatenate(feats).astype(np.float16)
         out[f"voc_v{k}"] = np.concatenate(voc)
-        out[f"o448_v{k}"] = np.concatenate(o448).astype(np.float16)
+        if o448:
+            out[f"o448_v{k}"] = np.concatenate(o448).astype(np.float16)
         if o260:
             out[f"o260_v{k}"] = np.concatenate(o260).astype(np.float16)
         Path(".cache").mkdir(exist_ok=True)
-        np.savez_compressed(f".cache/feats_{a.set}{'_s%d' % a.stride if a.stride > 1 else ''}.npz", **out)
+        np.savez_compressed(f".cache/feats_{a.set}{'_s%d' % a.stride if a.stride > 1 else ''}{'_ft' if a.ft_only else ''}.npz", **out)
     print("done", a.set, file=sys.stderr)
 
 

@@ -41,6 +41,8 @@ class ModelCard:
     recipe: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    heads: list[dict[str, Any]] | None = None  # logits slices when the model has more than its main head
+    vocabulary: dict[str, Any] | None = None  # keyword tree over the heads (imgtag/vocab/score.py)
     weights_sha256: str = ""
     weights_dtype: str = "float32"
     imgtag_version: str = ""
@@ -67,7 +69,21 @@ class ModelCard:
             raise ModelFileError(f"{source}: {len(card.thresholds)} thresholds for {card.num_classes} labels")
         if card.paths is not None and len(card.paths) != card.num_classes:
             raise ModelFileError(f"{source}: {len(card.paths)} label paths for {card.num_classes} labels")
+        if card.vocabulary is not None:
+            if not card.heads or card.heads[0].get("size") != card.num_classes:
+                raise ModelFileError(f"{source}: a vocabulary needs 'heads', the first one of {card.num_classes} outputs")
+            from imgtag.vocab.score import Vocabulary
+
+            try:
+                Vocabulary(card.heads, card.vocabulary.get("keywords", []), card.vocabulary.get("separator", "|"))
+            except (ValueError, KeyError, TypeError) as e:
+                raise ModelFileError(f"{source}: bad vocabulary ({e})") from e
         return card
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's logits row: all heads together."""
+        return sum(int(h["size"]) for h in self.heads) if self.heads else self.num_classes
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -137,3 +137,38 @@ def test_shipped_vocabulary_is_a_tree_of_500_plus():
     mapped = sorted(c for k in v["keywords"] for c in k["classes"])
     assert len(mapped) == len(set(mapped))  # a class feeds one keyword at most
     assert len({k["voc"] for k in v["keywords"] if k["voc"]}) == 20
+
+
+# ---- a model with a second head on the same pass, through the card -------------------------------------------
+def test_extra_head_model_card_roundtrip(tmp_path):
+    import torch
+
+    from imgtag.card import ModelFileError, read_card, save_model
+    from imgtag.models.model import MultiLabelModel, load_model
+
+    torch.manual_seed(0)
+    arch = {"backbone": "tf_efficientnet_lite0", "neck": "none", "head": "gap", "head_args": {},
+            "extra_heads": [{"name": "imagenet", "size": 4}]}
+    model = MultiLabelModel(arch, 2).eval()
+    from imgtag.card import ModelCard
+
+    card = ModelCard(name="kw", labels=["dog", "person"], architecture=arch, input_size=64, thresholds=[0.8, 0.7],
+                     heads=HEADS, vocabulary={"separator": "|", "keywords": KEYWORDS[:4] + KEYWORDS[4:5] + KEYWORDS[6:] + KEYWORDS[5:6]})
+    _, c = save_model(model, card, tmp_path / "kw")
+    net, back = load_model(str(c))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = net(x)
+        f = net.backbone(x)
+    assert out.shape == (2, 6) and back.num_outputs == 6
+    # one pass: the extra head is a linear layer on the pooled map the main head also sees
+    lin = net.extra_heads["imagenet"]
+    assert torch.allclose(out[:, 2:], lin(f.mean((2, 3))), atol=1e-5)
+    assert torch.allclose(out[:, :2], net.head(f), atol=1e-5)
+    v = Vocabulary.from_card(back.to_dict())
+    assert len(v.tag(out.numpy())) == 2
+    bad = json.loads(c.read_text())
+    bad["vocabulary"]["keywords"][2]["path"] = "nowhere|beagle"
+    c.write_text(json.dumps(bad))
+    with pytest.raises(ModelFileError, match="vocabulary"):
+        read_card(c)

@@ -43,12 +43,19 @@ class MultiLabelModel(nn.Module):
             head_args["adjacency"] = adjacency
         self.head = build_head(a["head"], channels, num_classes, cosine=bool(a.get("cosine", False)),
                                scale=float(a.get("scale", 1.0)), **head_args)
+        # further heads on the same pass: linear layers on the globally average-pooled feature map, their logits
+        # appended after the main head's (the card's "heads" name the slices; imgtag/vocab/score.py scores them)
+        self.extra_heads = nn.ModuleDict({h["name"]: nn.Linear(channels, int(h["size"])) for h in a.get("extra_heads", [])})
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.neck(self.backbone(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.neck(self.backbone(x)))
+        f = self.neck(self.backbone(x))
+        if not len(self.extra_heads):
+            return self.head(f)
+        pooled = f.mean((2, 3))
+        return torch.cat([self.head(f).float(), *(lin(pooled).float() for lin in self.extra_heads.values())], 1)
 
     def stage_list(self) -> list[nn.Module]:
         """The backbone as ordered stages (EfficientNet-like), or as one stage."""

@@ -130,6 +130,37 @@ def build_vocabulary(synsets: dict[str, Synset], classes: list[str], ov: dict) -
                           "voc": k["voc"]} for k in out]}
 
 
+def card_section(vocab: dict, voc_labels: list[str], voc_thresholds: list[float], imagenet_threshold: float,
+                 voc_head: str = "voc") -> tuple[list[dict], dict]:
+    """``(heads, vocabulary)`` for a model card (layout: imgtag/vocab/score.py) from a built vocabulary, the VOC
+    head's labels and per-class thresholds, and the one softmax-mass threshold of the ImageNet keywords."""
+    kws = vocab["keywords"]
+    has_mass = {k["path"]: False for k in kws}
+    for k in kws:
+        if k["classes"]:
+            parts = k["path"].split(SEP)
+            for d in range(1, len(parts) + 1):
+                has_mass[SEP.join(parts[:d])] = True
+    vi = {lab: i for i, lab in enumerate(voc_labels)}
+    out = []
+    for k in kws:
+        e = {"name": k["name"], "path": k["path"], "wnid": k["wnid"], "classes": {}, "thresholds": {}}
+        if k["classes"]:
+            e["classes"][vocab["head"]] = list(k["classes"])
+        if has_mass[k["path"]]:
+            e["thresholds"][vocab["head"]] = float(imagenet_threshold)
+        if k.get("voc") is not None:
+            i = vi[k["voc"]]
+            e["classes"][voc_head] = [i]
+            e["thresholds"][voc_head] = float(voc_thresholds[i])
+            e["voc_label"] = k["voc"]
+        out.append(e)
+    heads = [{"name": voc_head, "size": len(voc_labels), "activation": "sigmoid"},
+             {"name": vocab["head"], "size": len(vocab["classes"]), "activation": "softmax", "wnids": vocab["classes"]}]
+    return heads, {"separator": vocab["separator"], "source": "imgtag/vocab/build.py (WordNet 3.0 + overrides.json)",
+                   "keywords": out}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("wordnet", help="directory with WordNet 3.0 data.noun")

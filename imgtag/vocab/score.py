@@ -183,3 +183,24 @@ class Vocabulary:
         scores, fired = self.score(logits)
         ex = self.excluded_mask(exclude) if exclude else None
         return [self.select(scores[n], fired[n], ex, top_k) for n in range(len(scores))]
+
+
+def vocabulary_rows(card_dict: dict) -> list[dict]:
+    """The card's keywords as plain rows (name, path, depth, thresholds per head, VOC label, number of head
+    classes in the subtree), root-first: what ``imgtag vocab --json`` prints."""
+    v = Vocabulary.from_card(card_dict)
+    rows = []
+    for i, k in enumerate(card_dict["vocabulary"]["keywords"]):
+        rows.append({"name": k["name"], "path": k["path"], "depth": int(v.depth[i]),
+                     "thresholds": {h: float(t) for h, t in k.get("thresholds", {}).items()},
+                     "classes": {h: int(v.maps[h][i].sum()) for h in v.maps if v.maps[h][i].any()}})
+    return rows
+
+
+def format_tree(rows: list[dict]) -> str:
+    """Indented tree, one keyword a line: ``  dog  [imagenet >= 0.40, voc >= 0.78]``."""
+    lines = []
+    for r in rows:
+        thr = ", ".join(f"{h} >= {t:.2f}" for h, t in r["thresholds"].items())
+        lines.append(f"{'  ' * r['depth']}{r['name']}" + (f"  [{thr}]" if thr else ""))
+    return "\n".join(lines)

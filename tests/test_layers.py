@@ -8,7 +8,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "imgtag"
 
 # lower number = lower layer; a module may import its own layer and the ones below
-LAYERS = [("imgtag.io", 0), ("imgtag.card", 1), ("imgtag.data", 2), ("imgtag.models", 2), ("imgtag.runtime", 3),
+LAYERS = [("imgtag.io", 0), ("imgtag.card", 1), ("imgtag.vocab", 1), ("imgtag.data", 2), ("imgtag.models", 2), ("imgtag.runtime", 3),
           ("imgtag.engine", 4), ("imgtag.api", 5), ("imgtag.ray", 5), ("imgtag.cli", 5), ("imgtag.__main__", 5)]
 ENGINE_MODULES = {"__init__", "pipeline", "tag", "tag_ray", "train", "config", "evaluate", "features", "metrics",
                   "learn", "untag"}

@@ -1,4 +1,4 @@
-"""``imgtag vocab [MODEL]``: a model's keyword vocabulary as a tree with thresholds (or JSON rows)."""
+"""The keyword vocabulary of a model as rows or a tree: what `imgtag vocab [MODEL]` prints (--json: the rows)."""
 from __future__ import annotations
 
 import json

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from imgtag.io.atomic import atomic_write_bytes
 
@@ -120,12 +120,7 @@ def save_model(model: torch.nn.Module, card: ModelCard, stem: str | Path, dtype:
     stem.parent.mkdir(parents=True, exist_ok=True)
     wpath, cpath = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     sd = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = wpath.with_name(f".{wpath.name}.{os.getpid()}.tmp")
-    try:
-        save_file(sd, str(tmp), metadata={"format": "pt", "imgtag_card": card.name})
-        os.replace(tmp, wpath)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(wpath, save(sd, metadata={"format": "pt", "imgtag_card": card.name}))
     card.weights_sha256 = sha256_file(wpath)
     card.weights_dtype = str(dtype).replace("torch.", "")
     card.imgtag_version = __version__

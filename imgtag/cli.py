@@ -1,26 +1,36 @@
 """The ``imgtag`` command line: thin Typer wrappers that parse options and call the core.
 
+Choices come from the registries (``--format``: io/writers.py, ``--runtime``: runtime/registry.py, heads,
+losses and datasets: models/ and data/), ``imgtag train``'s options from :class:`imgtag.engine.config.TrainConfig`
+(one place for every default). Nothing heavy is imported before a command runs: ``imgtag --help`` is fast.
+
 Exit codes: 0 all fine, 1 some files failed (or the command failed), 2 usage error, 130 interrupted.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import json
 import os
 import shlex
 import sys
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
+from imgtag.engine.config import TrainConfig
 from imgtag.io.writers import WRITERS
 from imgtag.runtime.registry import runner_names
 
-FORMAT_HELP = "; ".join(f"{f}: {w.help}" for f, w in WRITERS.items())
-RUNTIME_HELP = ("auto | " + " | ".join(runner_names())
-                + " (auto: torch on CUDA; on the CPU the fastest available, ONNX Runtime when installed).")
+ON_EXISTING = ("skip", "merge", "overwrite")
+SIDECAR_NAMING = ("auto", "ext", "stem")
+ENGINES = ("local", "ray")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Tag images with many labels at once (multi-label image classification).")
 
 
@@ -29,18 +39,57 @@ def _fail(msg: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _registry(source: str) -> list[str]:
+    """The names in a registry given as ``"module:NAME"`` (a dict or a sequence), imported now."""
+    module, _, name = source.partition(":")
+    return list(getattr(importlib.import_module(module), name))
+
+
+def _one_of(choices, what: str):
+    """A Typer callback: the value must be one of ``choices`` (a list, or a callable giving it) → BadParameter."""
+    def check(value):
+        names = choices() if callable(choices) else choices
+        if value is not None and value not in names:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(names)}")
+        return value
+    check.__doc__ = what
+    return check
+
+
 def _kv(items: list[str] | None, what: str) -> dict:
     """``key=value`` options (values parsed as JSON when they parse: numbers, true, lists)."""
     out = {}
     for it in items or []:
         if "=" not in it:
-            _fail(f"{what} takes key=value, not {it!r}", 2)
+            raise typer.BadParameter(f"takes key=value, not {it!r}", param_hint=what)
         k, v = it.split("=", 1)
         try:
             out[k.replace("-", "_")] = json.loads(v)
         except ValueError:
             out[k.replace("-", "_")] = v
     return out
+
+
+def _shard(value: Optional[str]):
+    if value is None:
+        return None
+    from imgtag.io.discover import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+FORMAT_HELP = "; ".join(f"{f}: {w.help}" for f, w in WRITERS.items()) + "."
+RUNTIME_HELP = ("auto | " + " | ".join(runner_names())
+                + " (auto: torch on CUDA; on the CPU the fastest available, ONNX Runtime when installed).")
+Runtime = Annotated[str, typer.Option("--runtime", help=RUNTIME_HELP,
+                                      callback=_one_of(lambda: ["auto", *runner_names()], "runtime"))]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1)]
+Workers = Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Decode worker processes (default: CPU count, max 8).")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or path (default: the shipped default).")]
 
 
 def _tagger(model, device, batch_size, workers, threshold=None, top_k=None, exclude=(), runtime="torch"):
@@ -59,31 +108,33 @@ def _tagger(model, device, batch_size, workers, threshold=None, top_k=None, excl
 
 @app.command()
 def tag(
-    inputs: list[str] = typer.Argument(None, help="Image files and/or directories (walked recursively)."),
-    files_from: Optional[str] = typer.Option(None, "--files-from", "-T", help="Read paths from FILE ('-' = stdin), one per line."),
-    null: bool = typer.Option(False, "-0", "--null", help="--files-from is NUL-separated (find -print0)."),
-    fmt: str = typer.Option("jsonl", "--format", "-f", help=FORMAT_HELP),
-    output: str = typer.Option("-", "--output", "-o", help="Output file, '-' = stdout (not for xmp)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name or path (default: the shipped default)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="One threshold for all labels (default: the card's per-class thresholds)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", "-k", help="At most K labels per image."),
-    exclude: list[str] = typer.Option([], "--exclude", "-x", help="Never output this label (repeatable)."),
-    on_existing: str = typer.Option("merge", "--on-existing", help="skip (resume) | merge | overwrite existing results."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: tag only the K-th of N parts (split across machines)."),
-    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk directories recursively."),
-    sidecar_naming: str = typer.Option("auto", "--sidecar-naming", help="auto | ext (photo.jpg.xmp) | stem (photo.xmp)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Decode worker processes (default: CPU count, max 8)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still)."),
-    engine: str = typer.Option("local", "--engine", help="local | ray (distributed on a Ray cluster; pip install 'imgtag[ray]')."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join ('auto', HOST:PORT); default: a local Ray."),
-    actors: Optional[int] = typer.Option(None, "--actors", help="Ray: model replicas (default: one per GPU, else per CPU, of the cluster)."),
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="Image files and/or directories (walked recursively).")] = None,
+    files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read paths from FILE ('-' = stdin), one per line.")] = None,
+    null: Annotated[bool, typer.Option("-0", "--null", help="--files-from is NUL-separated (find -print0).")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP, callback=_one_of(lambda: list(WRITERS), "format"))] = "jsonl",
+    output: Annotated[str, typer.Option("--output", "-o", help="Output file, '-' = stdout (not for xmp).")] = "-",
+    model: Model = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="One threshold for all labels (default: the card's per-class thresholds).")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, help="At most K labels per image.")] = None,
+    exclude: Annotated[list[str], typer.Option("--exclude", "-x", help="Never output this label (repeatable).")] = [],  # noqa: B006 - Typer's idiom
+    on_existing: Annotated[str, typer.Option("--on-existing", help="skip (resume) | merge | overwrite existing results.",
+                                             callback=_one_of(ON_EXISTING, "on_existing"))] = "merge",
+    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: tag only the K-th of N parts (split across machines).", callback=_shard)] = None,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk directories recursively.")] = True,
+    sidecar_naming: Annotated[str, typer.Option("--sidecar-naming", help="auto | ext (photo.jpg.xmp) | stem (photo.xmp).",
+                                                callback=_one_of(SIDECAR_NAMING, "sidecar_naming"))] = "auto",
+    device: Device = "auto",
+    runtime: Runtime = "auto",
+    batch_size: BatchSize = None,
+    workers: Workers = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr (errors still).")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local | ray (distributed on a Ray cluster; pip install 'imgtag[ray]').",
+                                        callback=_one_of(ENGINES, "engine"))] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join ('auto', HOST:PORT); default: a local Ray.")] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray: model replicas (default: one per GPU, else per CPU, of the cluster).")] = None,
 ):
     """Tag images; JSON Lines on stdout by default, one record per image as it completes."""
-    from imgtag.engine.tag import run_tag
-    from imgtag.io.discover import parse_shard, read_file_list
+    from imgtag.io.discover import read_file_list
 
     paths = list(inputs or [])
     for p in paths:  # arguments are checked now (a typo is a usage error); listed paths fail one by one
@@ -102,33 +153,31 @@ def tag(
         except OSError as e:
             _fail(f"--files-from {files_from}: cannot read: {e.strerror or e}", 2)
     if not paths:
-        _fail("no input: give image files or directories, or --files-from", 2)
-    try:
-        spec = parse_shard(shard) if shard else None
-    except ValueError as e:
-        _fail(str(e), 2)
-    if engine not in ("local", "ray"):
-        _fail("--engine must be local or ray", 2)
+        raise typer.BadParameter("no input: give image files or directories, or --files-from", param_hint="INPUTS")
+    opts = dict(fmt=fmt, output=output, on_existing=on_existing, shard_spec=shard, recursive=recursive,
+                sidecar_naming=sidecar_naming, quiet=quiet)
     if engine == "ray":  # imgtag/engine/tag_ray.py: same inputs, outputs and sidecars, tagged by Ray actors
         from imgtag.engine.tag_ray import RayMissing, run_tag_ray
 
         try:
-            summary = run_tag_ray(paths, model, fmt=fmt, output=output, on_existing=on_existing, shard_spec=spec,
-                                  recursive=recursive, sidecar_naming=sidecar_naming, quiet=quiet, address=ray_address,
-                                  actors=actors, device=device, batch_size=batch_size, threshold=threshold,
-                                  top_k=top_k, exclude=exclude, runtime=runtime)
+            summary = run_tag_ray(paths, model, address=ray_address, actors=actors, device=device, batch_size=batch_size,
+                                  threshold=threshold, top_k=top_k, exclude=exclude, runtime=runtime, **opts)
         except (RayMissing, FileNotFoundError, ValueError) as e:
             _fail(str(e), 2)
         except RuntimeError as e:
             _fail(str(e), 1)
         raise typer.Exit(summary.exit_code)
+    from imgtag.engine.pipeline import open_output
+    from imgtag.engine.tag import run_tag
+
+    try:
+        open_output(fmt, output, on_existing)  # format/destination mismatches before the model loads
+    except ValueError as e:
+        _fail(str(e), 2)
     tagger = _tagger(model, device, batch_size, workers, threshold, top_k, exclude, runtime)
     try:
-        summary = run_tag(paths, tagger, fmt=fmt, output=output, on_existing=on_existing, shard_spec=spec,
-                          recursive=recursive, sidecar_naming=sidecar_naming, quiet=quiet)
-    except FileNotFoundError as e:
-        _fail(str(e), 2)
-    except ValueError as e:
+        summary = run_tag(paths, tagger, **opts)
+    except (FileNotFoundError, ValueError) as e:
         _fail(str(e), 2)
     raise typer.Exit(summary.exit_code)
 
@@ -152,19 +201,22 @@ def untag(
 
 @app.command("eval")
 def eval_(
-    dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl | library (your keyworded photos; --split all|train|test)."),
-    root: Optional[str] = typer.Option(None, "--root", help="Dataset root (VOC year dir, COCO dir, or the csv/jsonl file). Default for voc: ../shared/data/VOCdevkit/VOC2007 or $IMGTAG_VOC_ROOT."),
-    split: str = typer.Option("val", "--split"),
-    model: Optional[str] = typer.Option(None, "--model", "-m"),
-    ap: str = typer.Option("nonint", "--ap", help="nonint (default) | 11point (VOC07 devkit) | interp (all-point)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Threshold for CP/CR/F1 (default: the card's per-class)."),
-    difficult: str = typer.Option("ignore", "--difficult", help="VOC difficult: ignore | positive | negative."),
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
-    device: str = typer.Option("auto", "--device"),
-    runtime: str = typer.Option("auto", "--runtime", help=RUNTIME_HELP),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j"),
-    limit: int = typer.Option(0, "--limit", help="Evaluate only the first N images."),
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="voc | coco | csv | jsonl | library (your keyworded photos; --split all|train|test).",
+                                         callback=_one_of(lambda: _registry("imgtag.data:DATASET_KINDS"), "dataset"))] = "voc",
+    root: Annotated[Optional[str], typer.Option("--root", help="Dataset root (VOC year dir, COCO dir, or the csv/jsonl file). Default for voc: ../shared/data/VOCdevkit/VOC2007 or $IMGTAG_VOC_ROOT.")] = None,
+    split: Annotated[str, typer.Option("--split")] = "val",
+    model: Model = None,
+    ap: Annotated[str, typer.Option("--ap", help="nonint (default) | 11point (VOC07 devkit) | interp (all-point).",
+                                    callback=_one_of(("nonint", "11point", "interp"), "ap"))] = "nonint",
+    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Threshold for CP/CR/F1 (default: the card's per-class).")] = None,
+    difficult: Annotated[str, typer.Option("--difficult", help="VOC difficult: ignore | positive | negative.",
+                                           callback=_one_of(("ignore", "positive", "negative"), "difficult"))] = "ignore",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+    device: Device = "auto",
+    runtime: Runtime = "auto",
+    batch_size: BatchSize = None,
+    workers: Workers = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Evaluate only the first N images.")] = 0,
 ):
     """Measure a model on a labelled dataset: mAP, CP/CR/CF1, OP/OR/OF1 and per-class AP."""
     from imgtag.engine.evaluate import evaluate
@@ -195,7 +247,7 @@ def _default_root(dataset: str) -> str:
             cand = base.parent / "shared" / "data" / "VOCdevkit" / "VOC2007"
             if cand.is_dir():
                 return str(cand)
-    _fail(f"--root is required for --dataset {dataset}", 2)
+    raise typer.BadParameter(f"required for --dataset {dataset}", param_hint="--root")
 
 
 def _print_metrics(r: dict) -> None:
@@ -213,60 +265,67 @@ def _print_metrics(r: dict) -> None:
               f"OP {r['OP']:.2f}  OR {r['OR']:.2f}  OF1 {r['OF1']:.2f}   (threshold: {r['threshold']})", highlight=False)
 
 
-@app.command()
-def train(
-    dataset: str = typer.Option("voc", "--dataset", "-d", help="voc | coco | csv | jsonl | library (your keyworded photos; --split all|train|test)."),
-    root: Optional[str] = typer.Option(None, "--root", help="Dataset root (or the training csv/jsonl file)."),
-    val_root: Optional[str] = typer.Option(None, "--val-root", help="csv/jsonl: the validation file."),
-    train_split: str = typer.Option("train", "--train-split"),
-    val_split: str = typer.Option("val", "--val-split"),
-    backbone: str = typer.Option("tf_efficientnet_lite2", "--backbone", help="Any timm model name (or mltr_s/m/l)."),
-    pretrained: str = typer.Option("imagenet", "--pretrained", help="imagenet (offline packages) | none | PATH to weights."),
-    head: str = typer.Option("gap", "--head", help="gap | csra | q2l | gcn | mldecoder."),
-    head_opt: list[str] = typer.Option([], "--head-opt", help="Head option key=value (repeatable), e.g. num_heads=4."),
-    neck: str = typer.Option("none", "--neck", help="none | mltr (MlTr blocks on the backbone's feature map)."),
-    neck_opt: list[str] = typer.Option([], "--neck-opt"),
-    loss: str = typer.Option("bce", "--loss", help="bce | focal | asl | am-binary."),
-    loss_opt: list[str] = typer.Option([], "--loss-opt", help="Loss option key=value, e.g. gamma_neg=4."),
-    size: int = typer.Option(352, "--size"),
-    epochs: int = typer.Option(20, "--epochs"),
-    batch_size: int = typer.Option(32, "--batch-size", "-b"),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of the head (OneCycle)."),
-    backbone_lr_mult: float = typer.Option(0.1, "--backbone-lr-mult"),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay"),
-    ema: float = typer.Option(0.999, "--ema"),
-    augment: str = typer.Option("flip", "--augment", help="none | flip | randaugment."),
-    freeze_stages: int = typer.Option(0, "--freeze-stages", help="Freeze the first N backbone stages (-1: all); their output is cached."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache the frozen stages' output."),
-    views: int = typer.Option(0, "--views", help="Cached views per training image: 0 = 1 (none) / 2 (flip); with randaugment N "
-                              "fixed views (image, mirror, N-2 seeded draws) instead of live augmentation."),
-    patience: int = typer.Option(5, "--patience"),
-    seed: int = typer.Option(0, "--seed"),
-    grad_clip: float = typer.Option(0.0, "--grad-clip"),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j"),
-    device: str = typer.Option("auto", "--device"),
-    out: str = typer.Option("runs/model", "--out", "-o", help="Output folder (checkpoints, model file set)."),
-    name: str = typer.Option("", "--name", help="Model name (file stem); default 'model'."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.safetensors."),
-    stop_after: int = typer.Option(0, "--stop-after", help="Stop after N epochs in this run (continue later with --resume)."),
-    limit: int = typer.Option(0, "--limit", help="Use only the first N images per split (smoke tests)."),
-):
-    """Train or fine-tune a model; writes OUT/NAME.safetensors + OUT/NAME.json (the model card)."""
-    from imgtag.engine.train import TrainConfig, train as run
+# ---- imgtag train: one option per TrainConfig field ------------------------------------------------------------
+class _RegistryHelpCommand(TyperCommand):
+    """Adds the registry names to the help of options with ``choices`` metadata, only when the help is shown
+    (the registries import torch; ``imgtag --help`` must not)."""
 
-    cfg = TrainConfig(dataset=dataset, root=root or _default_root(dataset), val_root=val_root or "",
-                      train_split=train_split, val_split=val_split, backbone=backbone,
-                      pretrained=None if pretrained == "none" else pretrained, head=head, head_args=_kv(head_opt, "--head-opt"),
-                      neck=neck, neck_args=_kv(neck_opt, "--neck-opt"), loss=loss, loss_args=_kv(loss_opt, "--loss-opt"),
-                      size=size, epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
-                      weight_decay=weight_decay, ema=ema, augment=augment, freeze_stages=freeze_stages, cache=cache, views=views,
-                      patience=patience, seed=seed, grad_clip=grad_clip, workers=workers, device=device, out=out,
-                      name=name, resume=resume, stop_after=stop_after, limit=limit,
-                      command="imgtag train " + shlex.join(a for a in sys.argv[2:] if a))
+    lazy_choices: dict[str, str] = {}
+
+    def format_help(self, ctx, formatter):
+        for p in self.params:
+            source = self.lazy_choices.get(p.name)
+            if source and p.help and "[" not in p.help:
+                p.help += f" [{' | '.join(_registry(source))}]"
+        return super().format_help(ctx, formatter)
+
+
+def _train_params() -> list[inspect.Parameter]:
+    hints = typing.get_type_hints(TrainConfig)
+    params = []
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if meta.get("cli") is False:
+            continue
+        kind, default = hints[f.name], f.default
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        decls = [flag] + ([meta["short"]] if meta.get("short") else [])
+        callback = _one_of(lambda s=meta["choices"]: _registry(s), f.name) if meta.get("choices") else None
+        if f.default_factory is dict:  # key=value options → a dict
+            kind, default = list[str], []
+        elif kind is bool:
+            decls = [f"{flag}/--no-{flag[2:]}"] if default else [flag]
+        elif f.name == "root":
+            kind, default = Optional[str], None
+        elif typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            kind = Optional[next(a for a in typing.get_args(kind) if a is not type(None))]
+        option = typer.Option(*decls, help=meta.get("help") or None, callback=callback, show_default=True)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[kind, option]))
+    return params
+
+
+def train(**options: Any) -> None:
+    """Train or fine-tune a model; writes OUT/NAME.safetensors + OUT/NAME.json (the model card)."""
+    from imgtag.engine.train import train as run
+
+    for f in dataclasses.fields(TrainConfig):
+        if f.default_factory is dict:
+            options[f.name] = _kv(options[f.name], f.metadata.get("flag") or "--" + f.name.replace("_", "-"))
+    options["root"] = options["root"] or _default_root(options["dataset"])
+    if options["pretrained"] == "none":
+        options["pretrained"] = None
+    cfg = TrainConfig(**options, command="imgtag train " + shlex.join(a for a in sys.argv[2:] if a))
     try:
         run(cfg)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e), 2)
+
+
+train.__signature__ = inspect.Signature(_train_params())
+_RegistryHelpCommand.lazy_choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig)
+                                     if f.metadata.get("choices")}
+app.command(cls=_RegistryHelpCommand)(train)
 
 
 @app.command()
@@ -368,8 +427,8 @@ def models():
 
 
 @app.command()
-def info(model: str = typer.Argument("default", help="Model name or path."),
-         as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON.")):
+def info(model: Annotated[str, typer.Argument(help="Model name or path.")] = "default",
+         as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False):
     """Show a model's card: architecture, labels, thresholds, recipe and metrics."""
     from imgtag.card import ModelFileError, read_card, resolve_model
 
@@ -397,23 +456,22 @@ def info(model: str = typer.Argument("default", help="Model name or path."),
 
 @app.command("export")
 def export_(
-    model: str = typer.Argument(..., help="Model name or path."),
-    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx (the only format so far)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (default: NAME.onnx, or NAME-int8.onnx, in the current directory)."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
-    fixed_size: bool = typer.Option(False, "--fixed-size", help="Fix H×W to the card's input size (default: dynamic H×W when verified)."),
-    int8: bool = typer.Option(False, "--int8", help="Static int8 quantisation (needs --calib; fixed H×W): ~1.6× faster on CPU, scores shift a little."),
-    calib: Optional[str] = typer.Option(None, "--calib", help="--int8: training images to calibrate on (folder, or a file listing paths)."),
-    calib_count: int = typer.Option(128, "--calib-count", help="--int8: number of calibration images drawn."),
+    model: Annotated[str, typer.Argument(help="Model name or path.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx (the only format so far).",
+                                     callback=_one_of(("onnx",), "format"))] = "onnx",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (default: NAME.onnx, or NAME-int8.onnx, in the current directory).")] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
+    fixed_size: Annotated[bool, typer.Option("--fixed-size", help="Fix H×W to the card's input size (default: dynamic H×W when verified).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Static int8 quantisation (needs --calib; fixed H×W): ~1.6× faster on CPU, scores shift a little.")] = False,
+    calib: Annotated[Optional[str], typer.Option("--calib", help="--int8: training images to calibrate on (folder, or a file listing paths).")] = None,
+    calib_count: Annotated[int, typer.Option("--calib-count", min=1, help="--int8: number of calibration images drawn.")] = 128,
 ):
     """Export a model for deployment: ONNX, input 'images' uint8 RGB N×3×H×W, output 'logits' N×K, the card in its metadata."""
     from imgtag.card import ModelFileError
     from imgtag.models.model import load_model
 
-    if fmt != "onnx":
-        _fail(f"--format must be onnx, not {fmt!r}", 2)
     if int8 != bool(calib):
-        _fail("--int8 and --calib go together (int8 is calibrated on training images)", 2)
+        raise typer.BadParameter("--int8 and --calib go together (int8 is calibrated on training images)", param_hint="--calib")
     try:
         from imgtag.runtime.onnx import export_onnx, quantize_int8
 

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from imgtag.card import ModelCard, save_model
 from imgtag.data import build_dataset
+from imgtag.engine.config import TrainConfig  # noqa: F401 - the options, here for imports of old
 from imgtag.engine.features import cached_features
 from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
 from imgtag.io.atomic import atomic_write_bytes
@@ -48,53 +49,6 @@ from imgtag.models.model import MultiLabelModel, normalize
 from imgtag.runtime.device import pick_device
 from imgtag.runtime.loader import Augment, ImageFiles, View, iter_batches, loader as image_loader
 from imgtag.runtime.memory import keep_freed_memory
-
-
-@dataclass
-class TrainConfig:
-    dataset: str = "voc"
-    root: str = ""
-    val_root: str = ""  # csv/jsonl: the validation file (VOC/COCO: same root, other split)
-    train_split: str = "train"
-    val_split: str = "val"
-    backbone: str = "tf_efficientnet_lite2"
-    pretrained: str | None = "imagenet"
-    head: str = "gap"
-    head_args: dict[str, Any] = field(default_factory=dict)
-    neck: str = "none"
-    neck_args: dict[str, Any] = field(default_factory=dict)
-    loss: str = "bce"
-    loss_args: dict[str, Any] = field(default_factory=dict)
-    size: int = 352
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-3
-    backbone_lr_mult: float = 0.1
-    weight_decay: float = 1e-4
-    ema: float = 0.999
-    augment: str = "flip"  # none | flip | randaugment
-    freeze_stages: int = 0  # leading backbone stages frozen; -1 = whole backbone
-    cache: bool = True  # cache the frozen prefix's output when the augmentation allows it
-    views: int = 0  # cached views per training image; 0 = 1 for "none", 2 for "flip", not cached for "randaugment"
-    patience: int = 5
-    seed: int = 0
-    grad_clip: float = 0.0
-    workers: int | None = None
-    device: str = "auto"
-    out: str = "runs/model"
-    name: str = ""
-    resume: bool = False
-    stop_after: int = 0  # stop after N epochs in this invocation (time-boxed jobs); continue with resume
-    limit: int = 0  # use only the first N images of each split (smoke tests)
-    command: str = ""
-
-    def architecture(self, num_classes: int) -> dict[str, Any]:
-        cosine = self.loss == "am-binary"
-        scale = float(self.loss_args.get("s", AM_BINARY_SCALE)) if cosine else 1.0
-        head_args = {**getattr(HEADS[self.head], "defaults", {}), **self.head_args}
-        head_args.pop("adjacency", None)
-        return {"backbone": self.backbone, "neck": self.neck, "neck_args": dict(self.neck_args), "head": self.head,
-                "head_args": head_args, "cosine": cosine, "scale": scale}
 
 
 def cache_views(cfg: TrainConfig) -> int:

@@ -34,12 +34,15 @@ def read_chw(path, size: int) -> torch.Tensor:
     return torch.from_numpy(load_resized(path, size)).permute(2, 0, 1).contiguous()
 
 
+AUGMENTS = ("none", "flip", "randaugment")
+
+
 def augment_ops(policy: str):
     """The training augmentation as a torchvision v2 pipeline on uint8 3×S×S tensors."""
     from torchvision.transforms import v2
 
-    if policy not in ("none", "flip", "randaugment"):
-        raise ValueError(f"unknown augmentation {policy!r}: none | flip | randaugment")
+    if policy not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {policy!r}: {' | '.join(AUGMENTS)}")
     ops = [] if policy == "none" else [v2.RandomHorizontalFlip()]
     if policy == "randaugment":
         ops += [v2.RandAugment(), v2.RandomErasing(p=0.5, scale=(0.02, 0.25), value=0)]

@@ -38,6 +38,10 @@ class ModelCard:
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     thresholds: list[float] | None = None
     paths: list[str] | None = None  # each label's hierarchy path ("Animals|Pets|dog"); None = the labels themselves
+    #: thresholds calibrated on the scores of another graph/runtime than fp32, on the same validation data:
+    #: key "int8" (the reference runtime's int8 graph) or "RUNTIME:PRECISION" (e.g. "openvino:int8") when a
+    #: runtime's scores at that precision differ from the reference's. ``thresholds`` stays the fp32 set.
+    thresholds_by_precision: dict[str, list[float]] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -47,20 +51,48 @@ class ModelCard:
     weights_dtype: str = "float32"
     imgtag_version: str = ""
     card_version: int = CARD_VERSION
+    #: where this card was read from ("" for a card built in memory); not written to the card file
+    source: str = field(default="", compare=False, repr=False)
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
 
-    def class_thresholds(self, default: float = 0.5) -> list[float]:
+    def class_thresholds(self, default: float = 0.5, precision: str | None = None,
+                         runtime: str | None = None) -> list[float]:
+        """Per-class thresholds for scores of ``precision`` (None/"fp32": ``thresholds``) as run by ``runtime``:
+        ``thresholds_by_precision["RUNTIME:PRECISION"]``, else ``["PRECISION"]``; KeyError when the card has
+        none for a non-fp32 precision (thresholds calibrated on other scores would silently change F1)."""
+        if precision and precision != "fp32":
+            key = self.precision_key(precision, runtime)
+            if key is None:
+                raise KeyError(f"model {self.name} has no thresholds calibrated for {precision}"
+                               + (f" on {runtime}" if runtime else ""))
+            return list(self.thresholds_by_precision[key])
         return list(self.thresholds) if self.thresholds else [default] * self.num_classes
 
+    def precision_key(self, precision: str, runtime: str | None = None) -> str | None:
+        """The ``thresholds_by_precision`` key that serves ``precision`` on ``runtime``, or None."""
+        for key in ([f"{runtime}:{precision}"] if runtime else []) + [precision]:
+            if key in self.thresholds_by_precision:
+                return key
+        return None
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+    def graph_path(self, precision: str) -> Path | None:
+        """The exported graph shipped beside the card for ``precision`` (``NAME.int8.onnx``), if there is one."""
+        if not self.source:
+            return None
+        p = Path(self.source).with_suffix(f".{precision}.onnx")
+        return p if p.is_file() else None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "card") -> "ModelCard":
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} - {"source"}
         missing = [k for k in ("name", "labels", "architecture") if k not in d]
         if missing:
             raise ModelFileError(f"{source}: model card lacks {', '.join(missing)}")
@@ -78,6 +110,9 @@ class ModelCard:
                 Vocabulary(card.heads, card.vocabulary.get("keywords", []), card.vocabulary.get("separator", "|"))
             except (ValueError, KeyError, TypeError) as e:
                 raise ModelFileError(f"{source}: bad vocabulary ({e})") from e
+        for key, thr in (card.thresholds_by_precision or {}).items():
+            if len(thr) != card.num_classes:
+                raise ModelFileError(f"{source}: {len(thr)} {key} thresholds for {card.num_classes} labels")
         return card
 
     @property
@@ -187,7 +222,9 @@ def read_card(path: str | Path) -> ModelCard:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{path}: unreadable model card ({e})") from e
-    return ModelCard.from_dict(d, str(path))
+    card = ModelCard.from_dict(d, str(path))
+    card.source = str(path)
+    return card
 
 
 def read_weights(path: str | Path, verify_sha256: str = "") -> dict[str, torch.Tensor]:

@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--variants", default="ort-fp32,ort-int8,ov-f32,ov-bf16,ov-int8")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--eval-threads", type=int, default=1, help="threads for the accuracy passes (1: best on a loaded box)")
     ap.add_argument("--speed-n", type=int, default=256)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--no-eval", action="store_true", help="speed only")
@@ -142,7 +143,7 @@ def main() -> None:
     g = graphs(args.model, args.voc)
     rows, ref = [], None
     for v in args.variants.split(","):
-        run = make_runner(v, g, args.threads)
+        run = make_runner(v, g, args.eval_threads)
         row = {"variant": v}
         if v in args.parity_only.split(","):
             f = CACHE / f"{card.name}-ort-fp32.npz"
@@ -170,6 +171,7 @@ def main() -> None:
                        CF1_own=at_own["CF1"], OF1_own=at_own["OF1"], thresholds_own=[float(x) for x in own],
                        max_abs_vs_ort_fp32=None if ref is None else float(np.abs(logits - ref).max()))
         sp = px[:args.speed_n]
+        run = make_runner(v, g, args.threads)
         row[f"img_s_t{args.threads}_b{args.batch}"] = speed(run, sp, args.batch)
         if args.sweep:
             for th in (1, 2):

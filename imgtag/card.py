@@ -42,6 +42,9 @@ class ModelCard:
     #: key "int8" (the reference runtime's int8 graph) or "RUNTIME:PRECISION" (e.g. "openvino:int8") when a
     #: runtime's scores at that precision differ from the reference's. ``thresholds`` stays the fp32 set.
     thresholds_by_precision: dict[str, list[float]] = field(default_factory=dict)
+    #: precision tagging uses on the CPU when none is asked for: "int8" only when the card's int8 graph scored
+    #: within 0.3 mAP and 0.5 CF1 of fp32 on validation, each at its own thresholds (tools/ship_precision.py)
+    cpu_precision: str = "fp32"
     recipe: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""

@@ -41,3 +41,11 @@ def test_thresholds_by_precision_length_checked(tmp_path):
     f.write_text(json.dumps(d))
     with pytest.raises(ModelFileError, match="1 int8 thresholds for 2 labels"):
         read_card(f)
+
+
+def test_cli_import_is_light():
+    """`imgtag --help` must not import torch (timing: benchmarks/bench_help.py; a busy box makes wall time flaky)."""
+    code = ("import sys, imgtag.cli; heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'numpy', 'PIL') "
+            "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, f"imported at CLI import: {r.stdout.strip()} {r.stderr[-500:]}"

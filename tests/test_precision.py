@@ -49,3 +49,4 @@ def test_cli_import_is_light():
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, f"imported at CLI import: {r.stdout.strip()} {r.stderr[-500:]}"
+

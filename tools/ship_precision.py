@@ -52,7 +52,10 @@ def main() -> None:
         shutil.copyfile(cached, graph)
     elif not graph.is_file():
         from imgtag.models.model import load_model
-        from imgtag.runtime.onnx import quantize_int8
+        try:
+            from imgtag.runtime.onnx import quantize_int8
+        except ImportError:  # before the runtime layer moved out of engine/
+            from imgtag.engine.onnx import quantize_int8
 
         net, _ = load_model(a.card)
         ids = (Path(a.voc) / "ImageSets/Main/train.txt").read_text().split()

@@ -45,8 +45,86 @@ def test_thresholds_by_precision_length_checked(tmp_path):
 
 def test_cli_import_is_light():
     """`imgtag --help` must not import torch (timing: benchmarks/bench_help.py; a busy box makes wall time flaky)."""
-    code = ("import sys, imgtag.cli; heavy = [m for m in ('torch', 'onnxruntime', 'openvino', 'numpy', 'PIL') "
+    code = ("import sys, imgtag.cli; heavy = [m for m in ('torch', 'torchvision', 'timm', 'onnxruntime', 'openvino') "
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, f"imported at CLI import: {r.stdout.strip()} {r.stderr[-500:]}"
 
+
+
+@pytest.fixture(scope="module")
+def int8_model(tiny_model, photos, tmp_path_factory):
+    """The tiny model's file set copied, plus its int8 graph (calibrated on the test photos) beside the card."""
+    import shutil
+
+    from imgtag.models.model import load_model
+    from imgtag.runtime.onnx import quantize_int8
+
+    d = tmp_path_factory.mktemp("int8")
+    card = Path(shutil.copy(tiny_model, d / "tiny.json"))
+    shutil.copy(Path(tiny_model).with_suffix(".safetensors"), d / "tiny.safetensors")
+    net, c = load_model(str(card))
+    quantize_int8(net, c, card.with_suffix(".int8.onnx"), photos, n=len(photos))
+    return card
+
+
+def _set_card(card: Path, **kw) -> None:
+    d = json.loads(card.read_text())
+    d.update(kw)
+    card.write_text(json.dumps(d))
+
+
+def test_int8_runs_only_with_its_own_thresholds(int8_model, photos):
+    from imgtag.runtime.tagger import Tagger
+
+    _set_card(int8_model, thresholds_by_precision={}, cpu_precision="fp32")
+    with pytest.raises(RuntimeError, match="no thresholds calibrated for int8"):
+        Tagger(str(int8_model), device="cpu", runtime="onnx", precision="int8", workers=0)
+    _set_card(int8_model, thresholds_by_precision={"int8": [0.41, 0.42, 0.43]}, cpu_precision="int8")
+    t = Tagger(str(int8_model), device="cpu", runtime="auto", workers=0)  # the card's CPU default: int8
+    assert (t.runtime, t.precision) == ("onnx", "int8")
+    assert np.allclose(t.thresholds, [0.41, 0.42, 0.43])
+    fp = Tagger(str(int8_model), device="cpu", runtime="onnx", precision="fp32", workers=0)
+    assert np.allclose(fp.thresholds, [0.5, 0.5, 0.0])  # the fp32 thresholds stay the card's own
+    a, b = t.score_paths(photos[:3])[0], fp.score_paths(photos[:3])[0]
+    assert not np.allclose(a, b, atol=1e-6)  # a different graph really ran
+    torch_t = Tagger(str(int8_model), device="cpu", runtime="torch", workers=0)  # torch has no int8: fp32
+    assert torch_t.precision == "fp32" and np.allclose(torch_t.thresholds, [0.5, 0.5, 0.0])
+
+
+def test_openvino_fp32_matches_torch_and_int8_needs_own_thresholds(int8_model):
+    pytest.importorskip("openvino")
+    import torch
+
+    from imgtag.models.model import TaggingModel, load_model
+    from imgtag.runtime.openvino import OpenVinoRunner
+
+    net, card = load_model(str(int8_model))
+    r = OpenVinoRunner(net, card, "cpu", threads=1)
+    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = TaggingModel(net, card.mean, card.std).eval()(x).numpy()
+    assert np.abs(r(x.numpy()) - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+    _set_card(int8_model, thresholds_by_precision={"int8": [0.41, 0.42, 0.43]})
+    with pytest.raises(RuntimeError, match="openvino:int8"):  # ONNX Runtime's int8 thresholds are not its own
+        OpenVinoRunner(net, load_model(str(int8_model))[1], "cpu", precision="int8", threads=1)
+    _set_card(int8_model, thresholds_by_precision={"int8": [0.41, 0.42, 0.43], "openvino:int8": [0.3, 0.3, 0.3]})
+    from imgtag.runtime.tagger import Tagger
+
+    t = Tagger(str(int8_model), device="cpu", runtime="openvino", precision="int8", workers=0)
+    assert t.precision == "int8" and np.allclose(t.thresholds, [0.3, 0.3, 0.3])
+
+
+@pytest.mark.slow  # ~1 min on an idle 2-core box (a tiny training epoch, a CLI subprocess); CI runs it
+def test_gpu_check_dry_run(tmp_path):
+    """benchmarks/gpu_check.py --dry-run: the GPU check's code paths that run on a CPU, so the script cannot rot."""
+    out = tmp_path / "report.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    checks = rep["checks"]
+    assert rep["ok"] and rep["dry_run"]
+    assert checks["oom_backoff"]["ok"] is None  # needs CUDA
+    for name in ("nvjpeg", "bf16_channels_last", "parity", "tag_throughput", "train_epoch"):
+        assert checks[name]["ok"] is True, (name, checks[name])

@@ -249,6 +249,52 @@ def _prune(d: Path, keep: int = CACHE_KEEP) -> None:
         f.unlink(missing_ok=True)
 
 
+def cache_key(sha: str, card: ModelCard, opset: int = DEFAULT_OPSET) -> str:
+    """The export cache key: everything the fp32 graph depends on."""
+    from imgtag import __version__
+
+    parts = {"weights": sha, "architecture": card.architecture, "classes": card.num_classes,
+             "mean": list(card.mean), "std": list(card.std), "size": int(card.input_size),
+             "imgtag": __version__, "torch": torch.__version__, "opset": opset}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def cached_graph(net: MultiLabelModel, card: ModelCard, cache_dir: str | Path | None = None) -> Path:
+    """The fp32 graph :class:`OnnxRunner` runs, as a file in the export cache (exported and checked against torch
+    on first use); for runtimes that compile the ONNX file themselves (OpenVINO)."""
+    sha = weights_id(net, card)
+    key = cache_key(sha, card)
+    path = Path(cache_dir or onnx_cache_dir()) / f"{key}.onnx"
+    if path.is_file():
+        try:
+            meta = read_metadata(path)
+            if meta.get("weights_sha256") == sha and meta.get("imgtag_cache_key") == key:
+                return path
+        except Exception:  # noqa: BLE001 - corrupt file: exported again
+            pass
+    data = export_bytes(net, card, metadata={"imgtag_cache_key": key})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
+    _prune(path.parent)
+    return path
+
+
+def precision_graph(card: ModelCard, precision: str, sha: str, key: str) -> Path:
+    """The graph shipped beside the card for ``precision`` (``NAME.int8.onnx``), checked to be this model's and
+    to come with thresholds calibrated on the scores of the runtime that will run it (``thresholds_by_precision``
+    ``key``: ``int8`` for ONNX Runtime, the reference; ``openvino:int8``...); RuntimeError (one line) otherwise."""
+    path = card.graph_path(precision)
+    if path is None:
+        raise RuntimeError(f"model {card.name} ships no {precision} graph (NAME.{precision}.onnx beside its card; "
+                           "tools/ship_precision.py makes one)")
+    meta = read_metadata(path)
+    if meta.get("weights_sha256") != sha:
+        raise RuntimeError(f"{path}: made from other weights than {card.name}'s")
+    if key not in card.thresholds_by_precision:
+        raise RuntimeError(f"model {card.name} has no thresholds calibrated for {key}")
+    return path
+
+
 @register_runner("onnx")
 class OnnxRunner:
     """``runner(uint8 N×3×S×S numpy or torch) -> float32 logits N×K`` with ONNX Runtime on the CPU.
@@ -262,7 +308,7 @@ class OnnxRunner:
     """
 
     opset = DEFAULT_OPSET
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
     auto_priority = 10  # the fastest CPU path so far
 
     @classmethod
@@ -279,17 +325,17 @@ class OnnxRunner:
                  cache_dir: str | Path | None = None, threads: int | None = None):
         _, ort = _require()
         self.precision = precision or "fp32"
-        from imgtag import __version__
-
         self.ort, self.card = ort, card
         self.threads = threads or int(os.environ.get("IMGTAG_ORT_THREADS") or 0) or physical_cores()
         self.sha = weights_id(net, card)
-        parts = {"weights": self.sha, "architecture": card.architecture, "classes": card.num_classes,
-                 "mean": list(card.mean), "std": list(card.std), "size": int(card.input_size),
-                 "imgtag": __version__, "torch": torch.__version__, "opset": self.opset}
-        self.key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
-        self.path = Path(cache_dir or onnx_cache_dir()) / f"{self.key}.onnx"
         self.exported = False
+        if self.precision == "int8":  # the model's shipped int8 graph, with its own thresholds
+            self.path = precision_graph(card, "int8", self.sha, "int8")
+            self.session = _session(ort, self.path, self.threads)
+            self.input_name = self.session.get_inputs()[0].name
+            return
+        self.key = cache_key(self.sha, card, self.opset)
+        self.path = Path(cache_dir or onnx_cache_dir()) / f"{self.key}.onnx"
         self.session = self._load_cached()
         if self.session is None:
             data = export_bytes(net, card, self.opset, metadata={"imgtag_cache_key": self.key})

@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 BUILTIN: dict[str, str] = {
     "torch": "imgtag.runtime.torch_runner",
     "onnx": "imgtag.runtime.onnx",
+    "openvino": "imgtag.runtime.openvino",
 }
 RUNNERS: dict[str, type] = {}  # name → runner class, filled as modules register
 

@@ -84,7 +84,8 @@ class Tagger:
     >>> for p in t.tag_paths(["a.jpg", "b.png"]): print(p.path, [(lab.label, lab.score) for lab in p.labels])
 
     ``runtime``: a runner name (:func:`~imgtag.runtime.registry.runner_names`) or ``auto``; ``precision``: one
-    the runner offers (None: its default). Selection (``threshold``/``top_k``/``exclude``) is :attr:`selector`.
+    the runner offers (None: on the CPU the card's ``cpu_precision`` when a runner can serve it, else the
+    runner's default). The thresholds are the card's for that precision and runtime. Selection (``threshold``/``top_k``/``exclude``) is :attr:`selector`.
     """
 
     def __init__(self, model: str | Path | None = None, device: str | None = "auto", batch_size: int | None = None,
@@ -95,15 +96,25 @@ class Tagger:
         self.device = pick_device(device)
         self.net, self.card = load_model(model, "cpu")
         self.labels = list(self.card.labels)
-        self.selector = Selector(self.labels, threshold if threshold is not None else self.card.class_thresholds(),
-                                 top_k, exclude, paths=self.card.paths)
         self.size = int(self.card.input_size)
         self.cuda = self.device.type == "cuda"
         self.batch_size = batch_size or (64 if self.cuda else 16)
         self.workers = default_workers() if workers is None else workers
         self.gpu_decode = gpu_decode and self.cuda
-        self.runner, self.runtime_reason = make_runner(runtime, self.net, self.card, self.device, precision, **runner_kw)
+        # no precision asked for: on the CPU the card's measured choice (cpu_precision, e.g. int8), else fp32
+        want = precision or (None if self.cuda or self.card.cpu_precision == "fp32" else self.card.cpu_precision)
+        try:
+            self.runner, self.runtime_reason = make_runner(runtime, self.net, self.card, self.device, want, **runner_kw)
+        except (RuntimeError, ValueError):
+            if precision or not want:
+                raise
+            self.runner, self.runtime_reason = make_runner(runtime, self.net, self.card, self.device, None, **runner_kw)
         self.runtime = self.runner.name
+        self.precision = getattr(self.runner, "precision", "fp32")
+        if threshold is None:  # thresholds calibrated on this precision's scores (fp32: the card's own)
+            fp32_like = self.precision in getattr(self.runner, "fp32_thresholds", ("fp32",))
+            threshold = self.card.class_thresholds(precision=None if fp32_like else self.precision, runtime=self.runtime)
+        self.selector = Selector(self.labels, threshold, top_k, exclude, paths=self.card.paths)
         self.input_device = torch.device(getattr(self.runner, "device", "cpu"))  # where the runner wants its input
         #: why ``auto`` did not get its first choice (None when it did, or a runtime was named)
         self.fallback = None if runtime != "auto" or self.runtime == auto_order(self.device)[0] else self.runtime_reason

@@ -18,6 +18,7 @@ from imgtag.runtime.registry import register_runner
 @register_runner("torch")
 class TorchRunner:
     precisions = ("fp32", "bf16")
+    fp32_thresholds = ("fp32", "bf16")  # bf16 autocast keeps scores within 1e-2 of fp32 (benchmarks/gpu_check.py)
     auto_priority = 0  # on the CPU, any faster runner that is available goes first
 
     @classmethod

@@ -46,3 +46,20 @@ def test_latest_decision_wins_per_photo_and_keyword():
     got = latest(cs)
     assert list(got) == [("a.jpg", "cat"), ("a.jpg", "dog")]
     assert got[("a.jpg", "cat")].verdict == "right"
+
+
+def test_correction_set_removes_wrong_adds_missing_and_keeps_other_photos(tmp_path, monkeypatch):
+    from imgtag.io.corrections import CorrectionSet
+
+    monkeypatch.chdir(tmp_path)
+    cs = CorrectionSet([Correction("./a.jpg", "cat", None, "wrong"), Correction("a.jpg", "dog", "animal|dog", "missing"),
+                        Correction("a.jpg", "person", None, "right"), Correction(str(tmp_path / "b.jpg"), "cat", None, "missing"),
+                        Correction("b.jpg", "cat", None, "wrong")])  # the last decision about b/cat wins
+    rec = {"path": "a.jpg", "labels": [{"label": "cat", "score": 0.9}, {"label": "person", "score": 0.6}]}
+    assert cs.apply(rec) == {"path": "a.jpg", "labels": [{"label": "dog", "score": 1.0, "path": "animal|dog"},
+                                                         {"label": "person", "score": 0.6}]}
+    assert rec["labels"][0]["label"] == "cat"  # the input record is not changed
+    assert cs.apply({"path": "b.jpg", "labels": [{"label": "cat", "score": 0.99}]}) == {"path": "b.jpg", "labels": []}
+    other = {"path": "c.jpg", "labels": [{"label": "cat", "score": 0.7}]}
+    assert cs.apply(other) is other and cs.apply({"path": "a.jpg", "error": "x"}) == {"path": "a.jpg", "error": "x"}
+    assert len(cs) == 4

@@ -16,6 +16,7 @@ naming the file and line. No torch here (io layer).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -87,3 +88,48 @@ def latest(corrections: Iterable[Correction]) -> dict[tuple[str, str], Correctio
     for c in corrections:
         out[(c.path, c.keyword)] = c
     return out
+
+
+def _key(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+class CorrectionSet:
+    """Decisions ready to apply to tag records (``imgtag tag --corrections FILE``).
+
+    Per photo (matched by its absolute path, so ``./a.jpg`` and ``a.jpg`` are the same photo): a keyword
+    judged ``wrong`` is removed and never re-added, whatever the score; one judged ``missing`` or ``right``
+    (a person says it is in the photo) is kept or added with score 1.0. The last decision per (photo, keyword)
+    counts.
+    """
+
+    def __init__(self, corrections: Iterable[Correction]):
+        self.wrong: dict[str, set[str]] = {}
+        self.present: dict[str, dict[str, str | None]] = {}
+        for c in corrections:  # in order: a later decision replaces an earlier one
+            k = _key(c.path)
+            if c.verdict == "wrong":
+                self.wrong.setdefault(k, set()).add(c.keyword)
+                self.present.get(k, {}).pop(c.keyword, None)
+            else:
+                self.present.setdefault(k, {})[c.keyword] = c.keyword_path
+                self.wrong.get(k, set()).discard(c.keyword)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.wrong.values())) + sum(map(len, self.present.values()))
+
+    def apply(self, record: dict) -> dict:
+        """The record with the decisions about its photo applied (a new dict; error records pass through)."""
+        if "labels" not in record:
+            return record
+        k = _key(record["path"])
+        wrong, present = self.wrong.get(k, ()), self.present.get(k, {})
+        if not wrong and not present:
+            return record
+        labels = [lab for lab in record["labels"] if lab["label"] not in wrong]
+        have = {lab["label"] for lab in labels}
+        for kw, kp in present.items():
+            if kw not in have:
+                labels.append({"label": kw, "score": 1.0, **({"path": kp} if kp else {})})
+        labels.sort(key=lambda lab: -lab["score"])  # best first, as tag writes them
+        return {**record, "labels": labels}

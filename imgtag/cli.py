@@ -459,6 +459,46 @@ def info(model: Annotated[str, typer.Argument(help="Model name or path.")] = "de
         print(f"  trained with: {card.recipe['command']}")
 
 
+@app.command()
+def review(
+    results: str = typer.Argument(..., help="Tag results: the JSONL (or JSON) file `imgtag tag -o` wrote."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Folder for the sheet (default: RESULTS without its extension + '-review')."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The model that tagged: its labels are offered as 'missing' keywords, its thresholds order the photos (default: the shipped default)."),
+    per_page: int = typer.Option(200, "--per-page", help="Photos per page."),
+    thumb_size: int = typer.Option(200, "--thumb-size", help="Thumbnail size in pixels (longest side)."),
+    serve: bool = typer.Option(False, "--serve", help="Serve the sheet on 127.0.0.1 so 'Save to imgtag' writes the corrections file."),
+    port: int = typer.Option(0, "--port", help="--serve: the port (default: a free one)."),
+    corrections: Optional[str] = typer.Option(None, "--corrections", help="--serve: the corrections file to write (default: SHEET/corrections.jsonl)."),
+):
+    """Write a contact sheet of tag results to check by eye; decisions come back as a corrections JSONL."""
+    from imgtag.card import ModelFileError
+    from imgtag.engine.review import model_hints, read_records, serve_sheet, write_review
+
+    src = Path(results)
+    if not src.is_file():
+        _fail(f"{results}: no such file", 2)
+    try:
+        records = read_records(src)
+    except (ValueError, UnicodeDecodeError) as e:
+        _fail(str(e), 2)
+    try:
+        labels, thresholds = model_hints(model)
+    except ModelFileError as e:
+        if model:
+            _fail(str(e), 2)
+        labels, thresholds = [], {}
+    out = Path(output) if output else src.with_name(src.stem + "-review")
+    sheet = write_review(records, out, per_page=per_page, thumb_size=thumb_size, keywords=labels,
+                         thresholds=thresholds, base=src.parent, title=f"imgtag review: {src.name}")
+    for e in sheet.failed:
+        print(f"imgtag: {e}", file=sys.stderr)
+    print(f"imgtag: review sheet: {sheet.photos} photos, {sheet.keywords} keywords, {sheet.pages} pages", file=sys.stderr)
+    print(sheet.index)
+    if serve:
+        serve_sheet(out, corrections or out / "corrections.jsonl", port,
+                    announce=lambda msg: print(f"imgtag: {msg}", file=sys.stderr, flush=True))
+
+
 @app.command("export")
 def export_(
     model: Annotated[str, typer.Argument(help="Model name or path.")],

@@ -158,3 +158,26 @@ def test_served_sheet_saves_corrections_file(photos, tmp_path, browser):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_review_command_writes_sheet_and_prints_its_path(photos, tmp_path, tiny_model, monkeypatch):
+    from typer.testing import CliRunner
+
+    from imgtag.cli import app
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(photos[0].read_bytes())
+    (d / "tags.jsonl").write_text('{"path": "a.jpg", "labels": [{"label": "cat", "score": 0.9}]}\n'
+                                  '{"path": "b.jpg", "error": "b.jpg: file not found"}\n')
+    monkeypatch.chdir(tmp_path)  # record paths are relative to the results file's folder, not the cwd
+    r = CliRunner().invoke(app, ["review", "run/tags.jsonl", "-m", str(tiny_model)])
+    assert r.exit_code == 0, r.output
+    index = tmp_path / "run" / "tags-review" / "index.html"
+    assert str(index) in r.stdout.splitlines()[-1] or r.stdout.strip().endswith("tags-review/index.html")
+    assert "b.jpg: file not found" in r.stderr
+    page = index.read_text(encoding="utf-8")
+    assert '<option value="dog">' in page  # the model's labels are offered as missing keywords
+    assert len(list((index.parent / "thumbs").glob("*.jpg"))) == 1
+    bad = CliRunner().invoke(app, ["review", "nope.jsonl"])
+    assert bad.exit_code == 2 and "nope.jsonl" in bad.stderr

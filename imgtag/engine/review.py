@@ -215,3 +215,25 @@ def make_server(sheet_dir: str | Path, corrections: str | Path, port: int = 0) -
             handler(request, client_address, self, directory=directory)
 
     return Server(("127.0.0.1", port), handler)
+
+
+def model_hints(model: str | None) -> tuple[list[str], dict[str, float]]:
+    """A model's labels (offered for "missing") and per-class thresholds (for "least certain first"),
+    read from its card only (no weights loaded)."""
+    from imgtag.card import read_card, resolve_model
+
+    card = read_card(resolve_model(model)[1])
+    return list(card.labels), dict(zip(card.labels, map(float, card.class_thresholds())))
+
+
+def serve_sheet(sheet_dir: str | Path, corrections: str | Path, port: int = 0, announce=print) -> None:
+    """Serve the sheet on 127.0.0.1 until Ctrl-C; ``announce`` gets the one line with the URL."""
+    srv = make_server(sheet_dir, corrections, port)
+    announce(f"review sheet on http://127.0.0.1:{srv.server_address[1]}/index.html (this machine only); "
+             f"'Save to imgtag' writes {Path(corrections).resolve()}; Ctrl-C stops")
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()

@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--review-n", type=int, default=200)
     ap.add_argument("--out", default=None, help="keep the report and sheet here (default: a temp folder)")
     ap.add_argument("--screenshots", default=None, help="write docs PNGs (report + review sheet) into this folder")
+    ap.add_argument("--photos", default=None, help="also time a sheet of every photo in this folder (random labels)")
     a = ap.parse_args()
 
     import numpy as np
@@ -90,6 +91,24 @@ def main() -> None:
     mb, n = folder_mb(rev)
     print(f"review sheet: {sheet.photos} photos, {sheet.keywords} keywords, {sheet.pages} pages: {fresh:.1f} s; "
           f"{mb:.2f} MB in {n} files; {sheet.index}")
+
+    if a.photos:  # thousands of photos: fresh, then again into the same folder (thumbnails cached)
+        import random
+
+        from imgtag.io.discover import iter_image_paths
+
+        rng = random.Random(0)
+        kws = ["animal", "dog", "bird", "vehicle", "food", "plant", "person", "building"]
+        recs = [{"path": str(p), "labels": [{"label": k, "score": round(rng.uniform(0.3, 1), 4)}
+                                             for k in rng.sample(kws, rng.randint(0, 3))]} for p in iter_image_paths([a.photos])]
+        big = base / "review-big"
+        shutil.rmtree(big, ignore_errors=True)
+        for run in ("fresh", "rebuilt"):
+            t0 = time.time()
+            sheet = write_review(recs, big)
+            mb, n = folder_mb(big)
+            print(f"review sheet ({run}): {sheet.photos} photos, {sheet.keywords} keywords, {sheet.pages} pages: "
+                  f"{time.time() - t0:.1f} s; {mb:.2f} MB in {n} files")
 
     if a.screenshots:
         from browser import Browser

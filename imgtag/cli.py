@@ -136,6 +136,8 @@ def tag(
                                         callback=_one_of(ENGINES, "engine"))] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join ('auto', HOST:PORT); default: a local Ray.")] = None,
     actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="Ray: model replicas (default: one per GPU, else per CPU, of the cluster).")] = None,
+    review: Annotated[Optional[str], typer.Option("--review", help="Also write a contact sheet of the results into DIR, to check them by eye (see imgtag review).")] = None,
+    corrections: Annotated[Optional[str], typer.Option("--corrections", help="Apply a corrections JSONL from the review sheet: keywords marked wrong are removed for good, missing ones added.")] = None,
 ):
     """Tag images; JSON Lines on stdout by default, one record per image as it completes."""
     from imgtag.io.discover import read_file_list
@@ -160,6 +162,16 @@ def tag(
         raise typer.BadParameter("no input: give image files or directories, or --files-from", param_hint="INPUTS")
     opts = dict(fmt=fmt, output=output, on_existing=on_existing, shard_spec=shard, recursive=recursive,
                 sidecar_naming=sidecar_naming, quiet=quiet)
+    fixes = None
+    if corrections:
+        from imgtag.io.corrections import CorrectionSet, CorrectionsError, read_corrections
+
+        try:
+            fixes = CorrectionSet(read_corrections(corrections))
+        except (OSError, CorrectionsError) as e:
+            _fail(f"--corrections: {e}", 2)
+    if engine == "ray" and (review or corrections):
+        _fail("--review and --corrections work with the local engine only", 2)
     if engine == "ray":  # imgtag/engine/tag_ray.py: same inputs, outputs and sidecars, tagged by Ray actors
         from imgtag.engine.tag_ray import RayMissing, run_tag_ray
 
@@ -179,10 +191,16 @@ def tag(
     except ValueError as e:
         _fail(str(e), 2)
     tagger = _tagger(model, device, batch_size, workers, threshold, top_k, exclude, runtime, precision)
+    records: list[dict] | None = [] if review else None
     try:
-        summary = run_tag(paths, tagger, **opts)
+        summary = run_tag(paths, tagger, corrections=fixes, collect=records, **opts)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e), 2)
+    if review:
+        from imgtag.engine.review import write_review
+
+        sheet = write_review(records, review, keywords=tagger.labels, thresholds=dict(zip(tagger.labels, map(float, tagger.thresholds))))
+        print(f"imgtag: review sheet written to {sheet.index} ({sheet.photos} photos, {sheet.pages} pages)", file=sys.stderr)
     raise typer.Exit(summary.exit_code)
 
 
@@ -222,16 +240,24 @@ def eval_(
     batch_size: BatchSize = None,
     workers: Workers = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Evaluate only the first N images.")] = 0,
+    report: Annotated[Optional[str], typer.Option("--report", help="Also write an HTML report into DIR: PR curves, AP per class, false co-firing, threshold sweep, worst examples (needs matplotlib).")] = None,
+    save_scores: Annotated[Optional[str], typer.Option("--save-scores", help="Also save the scores and labels as FILE.npz (no pickle).")] = None,
 ):
     """Measure a model on a labelled dataset: mAP, CP/CR/CF1, OP/OR/OF1 and per-class AP."""
     from imgtag.engine.evaluate import evaluate
 
+    if report:
+        try:
+            import matplotlib  # noqa: F401 - checked before the (long) eval, imported for real by the report
+        except ImportError:
+            _fail("--report needs matplotlib: pip install 'imgtag[report]'", 2)
     root = root or _default_root(dataset)
     tagger = _tagger(model, device, batch_size, workers, runtime=runtime, precision=precision)
     print(f"imgtag: {tagger.description}", file=sys.stderr)
     kw = {"difficult": difficult} if dataset == "voc" else {}
     try:
-        r = evaluate(tagger, dataset, root, split, ap_mode=ap, threshold=threshold, limit=limit, **kw)
+        r, arrays = evaluate(tagger, dataset, root, split, ap_mode=ap, threshold=threshold, limit=limit,
+                             return_arrays=True, **kw)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e), 2)
     for e in r["failed"]:
@@ -240,6 +266,16 @@ def eval_(
         print(json.dumps(r, indent=2))
     else:
         _print_metrics(r)
+    if save_scores:
+        print(f"imgtag: scores saved to {arrays.save(save_scores)}", file=sys.stderr)
+    if report:  # after the metrics are printed: the report reads them, never changes them
+        from imgtag.engine.report import write_report
+
+        problems: list[str] = []
+        index = write_report(report, r, arrays, errors=problems)
+        for e in problems:
+            print(f"imgtag: report: {e}", file=sys.stderr)
+        print(f"imgtag: report written to {index}", file=sys.stderr)
     raise typer.Exit(1 if r["failed"] else 0)
 
 

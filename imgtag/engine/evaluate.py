@@ -15,7 +15,9 @@ from imgtag.runtime.tagger import Tagger
 
 
 def evaluate(tagger: Tagger, dataset: str, root: str, split: str, ap_mode: str = "nonint",
-             threshold: float | None = None, limit: int = 0, **dataset_kw) -> dict:
+             threshold: float | None = None, limit: int = 0, return_arrays: bool = False, **dataset_kw):
+    """The metrics dict; with ``return_arrays`` also the scored arrays (:class:`~imgtag.engine.report.EvalArrays`,
+    the images that decoded) that ``imgtag eval --report`` draws from: ``(metrics, arrays)``."""
     ds = build_dataset(dataset, root, split, **dataset_kw)
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
@@ -38,9 +40,15 @@ def evaluate(tagger: Tagger, dataset: str, root: str, split: str, ap_mode: str =
         errors = list(getattr(ds, "problems", [])) + list(errors)
     ok = ~np.isnan(scores).any(1)
     r = evaluate_scores(scores[ok], targets[ok], masks[ok], thresholds=thr, ap_mode=ap_mode)
-    return {
+    result = {
         "model": tagger.card.name, "dataset": dataset, "split": split, "images": int(ok.sum()), "failed": errors,
         "ap_mode": ap_mode, "threshold": "per-class (model card)" if threshold is None else threshold,
         **{k: float(r[k]) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")},
         "per_class_ap": {lab: float(a) for lab, a in zip(names, r["AP"])},
     }
+    if not return_arrays:
+        return result
+    from imgtag.engine.report import EvalArrays
+
+    kept = [str(p) for p, good in zip(ds.paths, ok) if good]
+    return result, EvalArrays(scores[ok], targets[ok], masks[ok], kept, tagger.labels, thr)

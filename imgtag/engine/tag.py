@@ -32,12 +32,25 @@ def discover(inputs: list[str], recursive: bool, shard_spec: tuple[int, int] | N
 
 def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str = "-", on_existing: str = "merge",
             shard_spec: tuple[int, int] | None = None, recursive: bool = True, sidecar_naming: str = "auto",
-            quiet: bool = False, console=None) -> TagSummary:
-    """Tag ``inputs`` (files and folders) with ``tagger``; ValueError / FileNotFoundError for bad arguments."""
+            quiet: bool = False, console=None, corrections=None, collect: list | None = None) -> TagSummary:
+    """Tag ``inputs`` (files and folders) with ``tagger``; ValueError / FileNotFoundError for bad arguments.
+
+    ``corrections``: an :class:`imgtag.io.corrections.CorrectionSet` applied to every record before it is written;
+    ``collect``: a list that receives every record written (``--review``)."""
     writer = open_output(fmt, output, on_existing, model_name=tagger.card.name, sidecar_naming=sidecar_naming)
     paths, walk_failed = discover(inputs, recursive, shard_spec)
     plan = plan_run(paths, writer, on_existing, None)
     plan.summary.failed += walk_failed
     plan.summary.total += len(walk_failed)
     records = (pred.to_record() for pred in tagger.tag_paths(plan.todo))
+    if corrections is not None:
+        records = map(corrections.apply, records)
+    if collect is not None:
+        records = _kept(records, collect)
     return write_results(records, writer, plan, tagger.description, quiet, console)
+
+
+def _kept(records, into: list):
+    for r in records:
+        into.append(r)
+        yield r

@@ -29,7 +29,8 @@ def test_wheel_carries_the_default_model(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     default = (REPO / "imgtag" / "weights" / "DEFAULT").read_text().strip()
     for f in ("imgtag/weights/DEFAULT", f"imgtag/weights/{default}.json", f"imgtag/weights/{default}.safetensors",
-              "imgtag/py.typed"):
+              "imgtag/py.typed", "imgtag/templates/report.html", "imgtag/templates/review.html",
+              "imgtag/templates/review.js"):
         assert f in names, f"{f} missing from {wheel.name}"
     size = zipfile.ZipFile(wheel).getinfo(f"imgtag/weights/{default}.safetensors").file_size
     assert size == (REPO / "imgtag" / "weights" / f"{default}.safetensors").stat().st_size

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[1] / "imgtag"
 LAYERS = [("imgtag.io", 0), ("imgtag.card", 1), ("imgtag.vocab", 1), ("imgtag.data", 2), ("imgtag.models", 2), ("imgtag.runtime", 3),
           ("imgtag.engine", 4), ("imgtag.api", 5), ("imgtag.ray", 5), ("imgtag.cli", 5), ("imgtag.__main__", 5)]
 ENGINE_MODULES = {"__init__", "pipeline", "tag", "tag_ray", "train", "config", "evaluate", "features", "metrics",
-                  "learn", "untag"}
+                  "learn", "untag", "report", "review"}
 
 
 def module_name(path: Path) -> str:

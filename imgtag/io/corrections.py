@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from .atomic import atomic_open
+from .records import Label, make_record, record_labels
 
 VERDICTS = ("wrong", "missing", "right")
 FIELDS = ("path", "keyword", "keyword_path", "verdict")
@@ -126,10 +127,8 @@ class CorrectionSet:
         wrong, present = self.wrong.get(k, ()), self.present.get(k, {})
         if not wrong and not present:
             return record
-        labels = [lab for lab in record["labels"] if lab["label"] not in wrong]
-        have = {lab["label"] for lab in labels}
-        for kw, kp in present.items():
-            if kw not in have:
-                labels.append({"label": kw, "score": 1.0, **({"path": kp} if kp else {})})
-        labels.sort(key=lambda lab: -lab["score"])  # best first, as tag writes them
-        return {**record, "labels": labels}
+        labels = [lab for lab in record_labels(record) if lab.label not in wrong]
+        have = {lab.label for lab in labels}
+        labels += [Label(kw, 1.0, kp) for kw, kp in present.items() if kw not in have]
+        labels.sort(key=lambda lab: -lab.score)  # best first, as tag writes them
+        return make_record(record["path"], labels)

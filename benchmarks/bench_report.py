@@ -47,7 +47,7 @@ def main() -> None:
     npz = Path(a.scores)
     if not npz.exists():
         from imgtag.data import build_dataset
-        from imgtag.engine.predict import Tagger
+        from imgtag.runtime.tagger import Tagger
 
         t = Tagger(a.model, device="cpu", runtime="auto")
         ds = build_dataset("voc", str(ROOT.parent / "shared/data/VOCdevkit/VOC2007"), "val", difficult="ignore")

@@ -141,10 +141,11 @@ def tag(
 ):
     """Tag images; JSON Lines on stdout by default, one record per image as it completes."""
     from imgtag.io.discover import read_file_list
+    from imgtag.io.writers import is_uri
 
     paths = list(inputs or [])
     for p in paths:  # arguments are checked now (a typo is a usage error); listed paths fail one by one
-        if not os.path.lexists(p):
+        if not os.path.lexists(p) and not (engine == "ray" and is_uri(p)):  # Ray reads URIs itself
             _fail(f"no such file or directory: {p}", 2)
     if files_from:
         try:

@@ -20,7 +20,7 @@ def test_default_model_card_is_complete():
     assert card.weights_dtype == "float16" and w.stat().st_size < 20 * 2**20
 
 
-@pytest.mark.parametrize("runtime", ["torch", "auto"])
+@pytest.mark.parametrize("runtime", ["torch", pytest.param("auto", marks=pytest.mark.slow)])
 def test_tag_with_no_flags_finds_the_objects(photos, runtime):
     p = subprocess.run([sys.executable, "-m", "imgtag", "tag", str(photos[0].parent), "--runtime", runtime],
                        capture_output=True, text=True, timeout=600)

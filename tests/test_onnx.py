@@ -56,7 +56,9 @@ def torch_logits(model, card, x: np.ndarray) -> np.ndarray:
         return TaggingModel(model, card.mean, card.std).eval()(torch.from_numpy(x)).numpy()
 
 
-@pytest.mark.parametrize("kind", list(SMALL))
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=pytest.mark.slow) if k in ("mltr", "mldecoder", "q2l") else k for k in SMALL]
+)
 def test_export_round_trip(kind, tmp_path):
     model, card = small_model(kind)
     path = export_onnx(model, card, tmp_path / "m.onnx")
@@ -103,6 +105,7 @@ def test_auto_runtime_on_cpu_is_onnx(tiny_model):
     assert t.runtime == "onnx"
 
 
+@pytest.mark.slow
 def test_cache_hit_invalidation_and_corrupt_file(tiny_model, tmp_path):
     net, card = load_model(str(tiny_model))
     first = OnnxRunner(net, card)
@@ -174,6 +177,7 @@ def test_cli_export(tiny_model, tmp_path, monkeypatch):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_cli_export_int8(tiny_model, tmp_path, data_dir, photos):
     out = tmp_path / "q.onnx"
     r = CliRunner().invoke(app, ["export", str(tiny_model), "--int8", "--calib", str(data_dir), "-o", str(out)])

@@ -74,6 +74,7 @@ def _set_card(card: Path, **kw) -> None:
     card.write_text(json.dumps(d))
 
 
+@pytest.mark.slow
 def test_int8_runs_only_with_its_own_thresholds(int8_model, photos):
     from imgtag.runtime.tagger import Tagger
 
@@ -126,6 +127,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_openvino_fp32_matches_torch_and_int8_needs_own_thresholds(int8_model):
     """In its own process: OpenVINO's runtime loaded into the test process next to Ray made a later Ray test
     segfault the whole pytest run (seen twice in CI-style runs)."""

@@ -19,6 +19,9 @@ from imgtag.ray import RayTagger, model_files, tag_dataset  # noqa: E402
 
 RAY_ARGS = dict(num_cpus=2, include_dashboard=False, log_to_driver=False)
 
+# Every Ray test starts a local cluster (~15 s on 2 cores): the whole module is the slow lane.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_local():

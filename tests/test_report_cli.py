@@ -47,6 +47,7 @@ def test_eval_report_prints_the_same_metrics_and_the_path(labelled, tiny_model, 
     assert saved.labels == ["cat", "dog", "person"] and len(saved.paths) == 5 and np.isfinite(saved.scores).all()
 
 
+@pytest.mark.slow
 def test_tag_review_and_corrections_reach_the_sidecars(labelled, tiny_model, tmp_path, photos):
     imgs = sorted(labelled.glob("*.jpg"))
     base = ["tag", str(labelled), "-m", str(tiny_model), "--runtime", "torch", "--workers", "0", "-q"]

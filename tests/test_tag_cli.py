@@ -147,6 +147,7 @@ def test_resume_from_partial_jsonl(tiny_model, photos_dir, tmp_path):
     assert sorted(x["path"] for x in recs) == files
 
 
+@pytest.mark.slow
 def test_files_from_stdin_nul_and_shards(tiny_model, photos_dir):
     files = sorted(str(p) for p in photos_dir.rglob("*.jpg"))
     r = run("--files-from", "-", "-0", "-m", tiny_model, "--runtime", "torch", input="\0".join(files) + "\0")
@@ -169,6 +170,7 @@ def test_usage_errors(tiny_model, tmp_path):
     assert r.exit_code == 2 and "nomodel" in r.stderr
 
 
+@pytest.mark.slow
 def test_real_pipeline_subprocess(tiny_model, photos_dir):
     """As a shell pipeline: file list on stdin, JSON Lines on stdout, logs on stderr, NO_COLOR honoured."""
     files = "\n".join(str(p) for p in sorted(photos_dir.rglob("*.jpg"))) + "\n"

@@ -52,6 +52,7 @@ def test_train_writes_a_loadable_model_with_card(labelled, tmp_path, monkeypatch
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 6)
 
 
+@pytest.mark.slow
 def test_training_learns_the_training_set(labelled, tmp_path, monkeypatch):
     """A frozen ImageNet backbone + head must fit 10 labelled photos: train-set mAP well above chance."""
     monkeypatch.setenv("IMGTAG_CACHE", str(tmp_path / "cache"))
@@ -61,6 +62,7 @@ def test_training_learns_the_training_set(labelled, tmp_path, monkeypatch):
     assert result["mAP"] > 90
 
 
+@pytest.mark.slow
 def test_resume_continues_from_checkpoint(labelled, tmp_path, monkeypatch):
     monkeypatch.setenv("IMGTAG_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "res"
@@ -73,6 +75,7 @@ def test_resume_continues_from_checkpoint(labelled, tmp_path, monkeypatch):
         train(cfg(labelled, out, epochs=5, freeze_stages=7, augment="flip", resume=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head,loss", [("q2l", "asl"), ("gcn", "am-binary"), ("mldecoder", "focal")])
 def test_every_head_and_loss_trains_end_to_end(labelled, tmp_path, monkeypatch, head, loss):
     monkeypatch.setenv("IMGTAG_CACHE", str(tmp_path / "cache"))
@@ -85,6 +88,7 @@ def test_every_head_and_loss_trains_end_to_end(labelled, tmp_path, monkeypatch, 
     assert scores.shape == (2, 6) and torch.isfinite(scores).all()
 
 
+@pytest.mark.slow
 def test_ddp_with_torchrun_two_processes(labelled, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "IMGTAG_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
@@ -110,6 +114,7 @@ def test_views_are_fixed_and_distinct(photo):
     assert torch.equal(torch.get_rng_state(), before), "drawing a view must not disturb the caller's RNG"
 
 
+@pytest.mark.slow
 def test_randaugment_views_are_cached_and_trained_on(labelled, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMGTAG_CACHE", str(tmp_path / "cache"))
     stem, result = train(cfg(labelled, tmp_path / "views", epochs=2, freeze_stages=5, augment="randaugment", views=3))

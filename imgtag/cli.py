@@ -224,10 +224,10 @@ def untag(
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="voc | coco | csv | jsonl | library (your keyworded photos; --split all|train|test).",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="voc | coco | csv | jsonl | library (your keyworded photos; --split test|train|all).",
                                          callback=_one_of(lambda: _registry("imgtag.data:DATASET_KINDS"), "dataset"))] = "voc",
     root: Annotated[Optional[str], typer.Option("--root", help="Dataset root (VOC year dir, COCO dir, or the csv/jsonl file). Default for voc: ../shared/data/VOCdevkit/VOC2007 or $IMGTAG_VOC_ROOT.")] = None,
-    split: Annotated[str, typer.Option("--split")] = "val",
+    split: Annotated[Optional[str], typer.Option("--split", help="voc/coco: default val. library: default test (the photos `learn --hold-out` leaves out: sha1 of the file name mod 100 < 20), train or all.")] = None,
     model: Model = None,
     ap: Annotated[str, typer.Option("--ap", help="nonint (default) | 11point (VOC07 devkit) | interp (all-point).",
                                     callback=_one_of(("nonint", "11point", "interp"), "ap"))] = "nonint",
@@ -253,6 +253,7 @@ def eval_(
         except ImportError:
             _fail("--report needs matplotlib: pip install 'imgtag[report]'", 2)
     root = root or _default_root(dataset)
+    split = split or ("test" if dataset == "library" else "val")
     tagger = _tagger(model, device, batch_size, workers, runtime=runtime, precision=precision)
     print(f"imgtag: {tagger.description}", file=sys.stderr)
     kw = {"difficult": difficult} if dataset == "voc" else {}
@@ -263,6 +264,8 @@ def eval_(
         _fail(str(e), 2)
     for e in r["failed"]:
         print(f"imgtag: {e}", file=sys.stderr)
+    if r.get("warning"):
+        print(f"imgtag: warning: {r['warning']}", file=sys.stderr)
     if as_json:
         print(json.dumps(r, indent=2))
     else:

@@ -144,7 +144,39 @@ def test_precision_threshold():
     t = precision_threshold(s, pos, 0.99)
     assert t["reached"] and 0.6 < t["threshold"] < 0.7 and t["recall"] == pytest.approx(5 / 6)
     t = precision_threshold(s, ~pos, 0.9)
-    assert not t["reached"] and t["threshold"] == 1.0
+    assert not t["reached"] and t["threshold"] > 1  # never: a probability does not reach it
+    # minimum support: two right photos on top are no evidence of precision 0.9 ...
+    s2 = np.linspace(0.99, 0.01, 20)
+    pos2 = np.zeros(20, bool)
+    pos2[[0, 1, 4, 9, 14, 19]] = True
+    assert not precision_threshold(s2, pos2, 0.9)["reached"]
+    assert precision_threshold(s2, pos2, 0.9, min_support=2)["suggested"] == 2  # ... unless asked for
+
+
+def test_platt_keeps_separable_keywords_finite():
+    """A keyword the head separates perfectly: raw sigmoid scores saturate at 1.0 and every threshold lands at
+    0.99x; Platt scaling on the held-out logits gives a finite slope, so the calibrated threshold is an ordinary
+    probability, and the folded head scores what the thresholds were chosen on."""
+    from imgtag.engine.learn import Labels, apply_platt, calibrate, platt, sigmoid
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(40, 5, 30), rng.normal(-40, 5, 300)])  # logits of an over-confident head
+    pos = np.arange(330) < 30
+    assert (sigmoid(z[pos]) > 0.999999).all()
+    a, c = platt(z, pos)
+    assert 0 < a < 1 and np.isfinite(c)
+    p = sigmoid(a * z + c)
+    assert p[pos].max() < 0.999 and p[~pos].min() > 1e-4
+    lab = Labels([], ["k"], pos[:, None].astype(np.float32), np.ones((330, 1), np.float32), {"k": 30}, {}, 0, [])
+    rows, ab = calibrate(z[:, None].astype(np.float32), lab, 0.99)  # 0.99: no negative above the cut
+    thr = rows[0]["threshold"]
+    assert rows[0]["reached"] and rows[0]["recall"] == 1.0
+    assert p[~pos].max() < thr < p[pos].min()  # in the gap, half way in logit space, not 0.999x
+    wt, b = apply_platt((np.ones((1, 1), np.float32), np.zeros(1, np.float32)), ab)
+    assert np.allclose(sigmoid(z[:, None] * wt[0, 0] + b[0]), p[:, None], atol=1e-5)
+    # a keyword the head cannot rank: never reaches the target, and Platt does not reverse the ranking
+    a, _ = platt(rng.normal(size=200), rng.random(200) < 0.3)
+    assert a > 0
 
 
 def test_labels_are_honest(library, tmp_path):
@@ -205,12 +237,29 @@ def test_learn_cli_end_to_end(library, tmp_path, tiny_model):
     r = CliRunner().invoke(app, args)
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["features"]["extracted"] == 1 and summary["features"]["cached"] == 25
-    # eval on the library: the model's keywords matched by path; problems reported, exit 1
-    r = CliRunner().invoke(app, ["eval", "--dataset", "library", "--root", str(library), "--model",
-                                 str(out.with_suffix(".json")), "--runtime", "torch", "--workers", "0", "--json"])
+    # eval on the whole library: the model's keywords matched by path; problems reported; the model has seen
+    # these photos (no --hold-out), and eval says so
+    ev_args = ["eval", "--dataset", "library", "--root", str(library), "--model", str(out.with_suffix(".json")),
+               "--runtime", "torch", "--workers", "0", "--json"]
+    r = CliRunner().invoke(app, [*ev_args, "--split", "all"])
     ev = json.loads(r.stdout[r.stdout.index("{"):])
     assert set(ev["per_class_ap"]) == {"Café", "Colors|blue", "Colors|red"} and ev["images"] == 26
-    assert ev["per_class_ap"]["Colors|red"] > 90
+    assert ev["per_class_ap"]["Colors|red"] > 90 and ev["split"] == "all"
+    assert "optimistic" in ev["warning"] and "warning:" in r.stderr
+    # --hold-out: learn leaves the test split out; eval's default split is that test split, with no warning
+    from imgtag.data.library import LibraryDataset
+
+    test_photos = LibraryDataset(library, "test").paths
+    r = CliRunner().invoke(app, [*args, "--hold-out"])
+    assert r.exit_code == 0, r.output
+    held = read_card(out.with_suffix(".json")).recipe["held_out"]
+    assert held["split"] == "test" and "sha1" in held["rule"]
+    r = CliRunner().invoke(app, ev_args)
+    assert r.exit_code == 1 and "broken_sidecar" in r.stderr  # the bad sidecar is reported: exit 1
+    ev = json.loads(r.stdout[r.stdout.index("{"):])
+    assert ev["split"] == "test" and "warning" not in ev and 0 < ev["images"] <= len(test_photos) < 26
+    r = CliRunner().invoke(app, [*ev_args, "--split", "val"])  # not a library split: the rule is explained
+    assert r.exit_code == 2 and "unknown library split" in r.output and "sha1" in r.output
 
 
 def test_corrections_schema(tmp_path):

@@ -35,7 +35,7 @@ def build_dataset(kind: str, root: str | Path, split: str = "train", transform: 
     if kind == "library":  # the user's keyworded photos; split all | train | test (see data/library.py)
         from imgtag.data.library import LibraryDataset
 
-        return LibraryDataset(root, "all" if split == "val" else split, transform, **kw)
+        return LibraryDataset(root, split, transform, **kw)
     raise ValueError(f"unknown dataset kind {kind!r}: expected one of {', '.join(DATASET_KINDS)}")
 
 

@@ -22,7 +22,11 @@ def evaluate(tagger: Tagger, dataset: str, root: str, split: str, ap_mode: str =
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
     names, cols = list(tagger.labels), None
+    note = None
     if dataset == "library":  # the user's keywords: matched by their paths, on the keywords both sides know
+        from imgtag.data.library import SPLIT_RULE, held_out_note
+
+        note = held_out_note(getattr(tagger.card, "recipe", None), split)
         names = list(getattr(tagger.card, "paths", None) or tagger.labels)
         cols = [j for j, k in enumerate(names) if k in set(ds.classes)]
         if not cols:
@@ -46,9 +50,13 @@ def evaluate(tagger: Tagger, dataset: str, root: str, split: str, ap_mode: str =
         **{k: float(r[k]) for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")},
         "per_class_ap": {lab: float(a) for lab, a in zip(names, r["AP"])},
     }
+    if dataset == "library":
+        result["split_rule"] = SPLIT_RULE
+        if note:
+            result["warning"] = note
     if not return_arrays:
         return result
     from imgtag.engine.report import EvalArrays
 
     kept = [str(p) for p, good in zip(ds.paths, ok) if good]
-    return result, EvalArrays(scores[ok], targets[ok], masks[ok], kept, tagger.labels, thr)
+    return result, EvalArrays(scores[ok], targets[ok], masks[ok], kept, names, thr)  # names: the columns scored

@@ -116,7 +116,7 @@ def cached_features(stages: list[nn.Module], k: int, paths, size: int, mean, std
 # combines). Both are computed in one backbone pass and stored as float16.
 #
 # The cache (``$IMGTAG_CACHE/photo-features/<model key>/``) is keyed by the sha256 of each file's bytes, and the
-# folder by the backbone weights' sha256 + input size + normalisation: renaming or moving a photo costs nothing,
+# folder by the sha256 of the backbone's weights (heads left out) + input size + normalisation: renaming or moving a photo costs nothing,
 # an edited photo (new bytes) or another model is extracted again. Each run appends one shard
 # (``shard-*.safetensors``: "sha" uint8 N×32, "features" float16 N×D), written atomically; a broken shard is
 # ignored. So a re-learn after tagging 100 more photos extracts only those 100.
@@ -186,6 +186,22 @@ class FeatureStore:
             self.rows[s.tobytes()] = f
 
 
+def backbone_sha256(net: nn.Module) -> str:
+    """sha256 of the backbone's (and neck's) weights: names, shapes, dtypes and values, heads left out. The
+    feature cache is keyed by it, so models that share a backbone (the VOC model, the keyword model with its
+    extra heads, a learned model) share their cached features."""
+    h = hashlib.sha256()
+    for part in ("backbone", "neck"):
+        mod = getattr(net, part, None)
+        if mod is None:
+            continue
+        for name, t in sorted(mod.state_dict().items()):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{part}.{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
 class FeatureExtractor:
     """Pooled features of the default (or a given) model's backbone, by ONNX Runtime on the CPU, else torch."""
 
@@ -201,11 +217,10 @@ class FeatureExtractor:
         feat_net.head = PoolFeatures()
         self.net = feat_net.eval()
         self.dim = 2 * int(net.backbone.num_features)
+        self.backbone_sha256 = backbone_sha256(net)
         self.key = hashlib.sha256(json.dumps(
-            {"weights": self.weights_sha256, "architecture": {k: v for k, v in card.architecture.items()
-                                                              if not k.startswith("head")},
-             "size": self.size, "mean": self.mean, "std": self.std, "pool": "avg+max"},
-            sort_keys=True).encode()).hexdigest()[:20]
+            {"backbone": self.backbone_sha256, "size": self.size, "mean": self.mean, "std": self.std,
+             "pool": "avg+max"}, sort_keys=True).encode()).hexdigest()[:20]
         self.runner, self.runtime = None, "torch"
         if runtime in ("auto", "onnx") and not torch.cuda.is_available():
             try:
@@ -292,7 +307,7 @@ def photo_features(paths: Sequence[str | Path], extractor: FeatureExtractor, sto
                 new_rows.append(row)
             if progress:
                 progress(len(b.indices))
-            if len(new_rows) >= 1024:  # a shard now and then: an interrupted run keeps what it computed
+            if len(new_rows) >= 256:  # a shard now and then: an interrupted run keeps what it computed
                 store.add(new_shas, np.stack(new_rows))
                 stats["extracted"] += len(new_rows)
                 new_shas, new_rows = [], []

@@ -22,7 +22,7 @@ Pipeline (each step a function, so the benchmarks and tests can use them one by 
    logistic regression, AdamW, full batch,
    a few hundred steps: seconds). :func:`cross_validate` gives out-of-fold scores for every photo (k folds),
    from which each keyword gets its average precision and a **threshold calibrated to a precision target**
-   (:func:`precision_threshold`). A keyword that cannot reach the target gets threshold 1.0 (never suggested)
+   (:func:`precision_threshold`). A keyword that cannot reach the target gets threshold 2.0 (never suggested)
    and is reported. Weak negatives count as negatives here, so the measured precision is a lower bound when
    the user's tagging is incomplete.
 
@@ -217,13 +217,21 @@ def _fit_head(X, Y, W, steps, lr, weight_decay, seed):
     return wt.numpy(), b.numpy()
 
 
-def scores_of(X: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def logits_of(X: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     wt, b = head
-    return 1 / (1 + np.exp(-(X @ wt.T + b)))
+    return X @ wt.T + b
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * z))  # no overflow warnings for large |z|
+
+
+def scores_of(X: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return sigmoid(logits_of(X, head))
 
 
 def cross_validate(X, Y, W, folds: int = 5, seed: int = 0, **kw) -> np.ndarray:
-    """Out-of-fold scores (N×K): each photo scored by a head trained on the other folds."""
+    """Out-of-fold logits (N×K): each photo scored by a head trained on the other folds."""
     n = len(X)
     folds = max(2, min(folds, n))
     order = np.random.default_rng(seed).permutation(n)
@@ -231,44 +239,119 @@ def cross_validate(X, Y, W, folds: int = 5, seed: int = 0, **kw) -> np.ndarray:
     for f in range(folds):
         test = order[f::folds]
         train = np.setdiff1d(order, test)
-        out[test] = scores_of(X[test], fit_head(X[train], Y[train], W[train], seed=seed, **kw))
+        out[test] = logits_of(X[test], fit_head(X[train], Y[train], W[train], seed=seed, **kw))
     return out
 
 
-def precision_threshold(scores: np.ndarray, pos: np.ndarray, target: float, min_predictions: int = 3) -> dict:
-    """The lowest threshold whose predictions (score ≥ threshold) have precision ≥ ``target``, counting at least
-    ``min_predictions`` predictions; ``{"threshold", "precision", "recall", "reached"}``. Unreachable: threshold
-    1.0 (never suggested) and the best precision seen."""
+def platt(z: np.ndarray, pos: np.ndarray, iters: int = 100) -> tuple[float, float]:
+    """Platt scaling: ``(a, c)`` with ``P(keyword) = sigmoid(a·z + c)`` fitted on held-out logits ``z`` by Newton's
+    method, with Platt's smoothed targets ((N₊+1)/(N₊+2) and 1/(N₋+2)), so a keyword the head separates perfectly
+    gets a finite slope instead of probabilities of exactly 0 and 1 (Lin, Lin & Weng 2007). ``a`` is kept > 0:
+    calibration never reverses the ranking."""
+    z = np.asarray(z, np.float64)
+    pos = np.asarray(pos, bool)
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    t = np.where(pos, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
+    a, c = 1.0, float(np.log((n1 + 1) / (n0 + 1)))
+
+    def loss(a, c):
+        f = a * z + c
+        return float(np.sum(np.logaddexp(0, f) - t * f))
+
+    cur = loss(a, c)
+    for _ in range(iters):
+        p = sigmoid(a * z + c)
+        g, d = p - t, p * (1 - p) + 1e-12
+        grad = np.array([np.sum(g * z), np.sum(g)])
+        H = np.array([[np.sum(d * z * z), np.sum(d * z)], [np.sum(d * z), np.sum(d)]]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(H, grad)
+        lr = 1.0
+        while lr >= 1e-10:  # backtracking (Armijo): Newton on a nearly separable set can overshoot
+            na, nc = a - lr * step[0], c - lr * step[1]
+            new = loss(na, nc)
+            if new <= cur - 1e-4 * lr * float(grad @ step):
+                break
+            lr /= 2
+        if lr < 1e-10:
+            break
+        a, c = na, nc
+        done = cur - new < 1e-10 * max(1.0, abs(cur))
+        cur = new
+        if done:
+            break
+    a = max(float(a), 1e-3)
+    return a, float(c)
+
+
+NEVER = 2.0  # the threshold of a keyword that cannot reach the precision target: a probability never reaches it
+MIN_SUPPORT = 5  # a threshold's precision must be measured on at least this many suggested photos
+
+
+def precision_threshold(scores: np.ndarray, pos: np.ndarray, target: float, min_support: int = MIN_SUPPORT) -> dict:
+    """The lowest threshold whose suggestions (score ≥ threshold) have precision ≥ ``target``, measured on at
+    least ``min(min_support, positives)`` suggested photos (a precision seen on two photos is no evidence);
+    ``{"threshold", "precision", "recall", "suggested", "reached"}``. The cut lies half way between two neighbouring
+    scores, in logit space (scores are probabilities). Unreachable: threshold :data:`NEVER` and the best
+    precision seen with that support."""
     o = np.argsort(-scores, kind="stable")
-    s, p = scores[o], pos[o].astype(bool)
+    s, p = np.asarray(scores, np.float64)[o], np.asarray(pos, bool)[o]
     tp = np.cumsum(p)
     k = np.arange(1, len(s) + 1)
     prec = tp / k
     npos = max(int(p.sum()), 1)
     # a cut between two equal scores is no cut: only the last index of each run of ties counts
-    valid = np.append(s[1:] < s[:-1], True) & (k >= min_predictions)
+    valid = np.append(s[1:] < s[:-1], True) & (k >= min(min_support, npos))
     ok = np.flatnonzero(valid & (prec >= target))
     if len(ok) == 0:
         best = float(prec[valid].max()) if valid.any() else 0.0
-        return {"threshold": 1.0, "precision": best, "recall": 0.0, "reached": False}
+        return {"threshold": NEVER, "precision": best, "recall": 0.0, "suggested": 0, "reached": False}
     i = ok[-1]
-    thr = float((s[i] + s[i + 1]) / 2) if i + 1 < len(s) else float(s[i]) * 0.999
-    return {"threshold": thr, "precision": float(prec[i]), "recall": float(tp[i] / npos), "reached": True}
+    lo = s[i + 1] if i + 1 < len(s) else s[i] - 1e-3
+    zi, zl = _logit(s[i]), _logit(lo)
+    thr = float(sigmoid(np.float64((zi + zl) / 2))) if i + 1 < len(s) else float(sigmoid(zi - 0.05))
+    return {"threshold": thr, "precision": float(prec[i]), "recall": float(tp[i] / npos), "suggested": int(k[i]),
+            "reached": True}
 
 
-def keyword_table(oof: np.ndarray, labels: Labels, target: float) -> list[dict]:
-    """Per keyword: photos, AP (out-of-fold), calibrated threshold, precision and recall there."""
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-12), 1 - 1e-12)
+    return float(np.log(p / (1 - p)))
+
+
+def calibrate(oof_logits: np.ndarray, labels: Labels, target: float,
+              min_support: int = MIN_SUPPORT) -> tuple[list[dict], np.ndarray]:
+    """Per keyword, from the out-of-fold logits: Platt scaling (:func:`platt`), then the threshold on the calibrated
+    probabilities that reaches the precision ``target`` (:func:`precision_threshold`), with the AP, precision
+    and recall there. Every photo whose label is known counts, weak negatives as negatives: with incomplete
+    tagging the precision is a lower bound. Returns ``(table rows, platt K×2)``."""
     from imgtag.engine.metrics import average_precision
 
-    ap = average_precision(oof, labels.targets, labels.weights > 0)
-    rows = []
+    known = labels.weights > 0
+    pos = (labels.targets > 0.5) & known
+    ap = average_precision(oof_logits, labels.targets, known)
+    rows, ab = [], np.zeros((len(labels.keywords), 2), np.float64)
     for j, k in enumerate(labels.keywords):
-        m = labels.weights[:, j] > 0
-        t = precision_threshold(oof[m, j], labels.targets[m, j] > 0.5, target)
-        rows.append({"keyword": k, "photos": int(((labels.targets[:, j] > 0.5) & m).sum()), "ap": round(100 * float(ap[j]), 2),
+        m = known[:, j]
+        a, c = platt(oof_logits[m, j], pos[m, j])
+        ab[j] = a, c
+        t = precision_threshold(sigmoid(a * oof_logits[m, j].astype(np.float64) + c), pos[m, j], target, min_support)
+        rows.append({"keyword": k, "photos": int(pos[:, j].sum()), "ap": round(100 * float(ap[j]), 2),
                      "threshold": round(t["threshold"], 4), "precision": round(t["precision"], 4),
-                     "recall": round(t["recall"], 4), "reached": t["reached"]})
-    return rows
+                     "recall": round(t["recall"], 4), "suggested": t["suggested"], "reached": t["reached"]})
+    return rows, ab
+
+
+def keyword_table(oof_logits: np.ndarray, labels: Labels, target: float) -> list[dict]:
+    """Per keyword: photos, AP (out-of-fold), calibrated threshold, precision and recall there (:func:`calibrate`)."""
+    return calibrate(oof_logits, labels, target)[0]
+
+
+def apply_platt(head: tuple[np.ndarray, np.ndarray], ab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fold the Platt scaling into the linear head: its sigmoid outputs are then the calibrated probabilities the
+    thresholds were chosen on."""
+    wt, b = head
+    a, c = ab[:, 0].astype(np.float32), ab[:, 1].astype(np.float32)
+    return wt * a[:, None], b * a + c
 
 
 # ----------------------------------------------------------------------------- the model file
@@ -335,6 +418,7 @@ def run_learn(inputs, cfg: LearnConfig, recursive: bool = True, progress: bool =
               extractor=None) -> dict:
     """Learn and save; returns a summary dict (see the CLI for how it is printed). ``extractor``: a
     FeatureExtractor of ``cfg.base_model`` to reuse (benchmarks)."""
+    from imgtag.data.library import SPLIT_RULE
     from imgtag.engine.features import FeatureExtractor, photo_features
 
     log = log or (lambda s: None)
@@ -365,8 +449,8 @@ def run_learn(inputs, cfg: LearnConfig, recursive: bool = True, progress: bool =
     oof = cross_validate(X, Y, W, cfg.folds, cfg.seed, **kw)
     lab_ok = Labels([p for p, o in zip(labels.photos, ok) if o], labels.keywords, Y, W, labels.counts,
                     labels.not_learnable, labels.unlabelled, labels.problems)
-    table = keyword_table(oof, lab_ok, cfg.precision)
-    head = fit_head(X, Y, W, seed=cfg.seed, **kw)
+    table, ab = calibrate(oof, lab_ok, cfg.precision)
+    head = apply_platt(fit_head(X, Y, W, seed=cfg.seed, **kw), ab)
     t_fit = time.perf_counter() - t1
     recipe = {"command": "imgtag learn", "base_model": ex.card.name, "base_weights_sha256": ex.weights_sha256,
               "photos": int(ok.sum()), "unlabelled_photos": labels.unlabelled, "min_examples": cfg.min_examples,
@@ -374,7 +458,7 @@ def run_learn(inputs, cfg: LearnConfig, recursive: bool = True, progress: bool =
               "weight_decay": cfg.weight_decay, "feature": "avg+max pooled backbone features",
               "not_learnable": labels.not_learnable, "with_default": cfg.with_default,
               "corrections": bool(cfg.corrections),
-              "held_out": "the library's test split (20 % by file name)" if cfg.hold_out else None}
+              "held_out": {"split": "test", "rule": SPLIT_RULE} if cfg.hold_out else None}
     wpath, cpath = save_learned(cfg, labels.keywords, head, [r["threshold"] for r in table], table, recipe)
     summary.update(table=table, model=str(cpath.with_suffix("")), runtime=ex.runtime,
                    features={k: (round(v, 2) if isinstance(v, float) else v) for k, v in st.items()},

@@ -118,8 +118,8 @@ def tag(
     output: Annotated[str, typer.Option("--output", "-o", help="Output file, '-' = stdout (not for xmp).")] = "-",
     model: Model = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="One threshold for all labels (default: the card's per-class thresholds).")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, help="At most K labels per image.")] = None,
-    exclude: Annotated[list[str], typer.Option("--exclude", "-x", help="Never output this label (repeatable).")] = [],  # noqa: B006 - Typer's idiom
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, help="At most K labels per image (a keyword vocabulary: the K most specific keywords, each with its path's parents).")] = None,
+    exclude: Annotated[list[str], typer.Option("--exclude", "-x", help="Never output this label; a keyword drops its whole subtree (repeatable).")] = [],  # noqa: B006 - Typer's idiom
     on_existing: Annotated[str, typer.Option("--on-existing", help="skip (resume) | merge | overwrite existing results.",
                                              callback=_one_of(ON_EXISTING, "on_existing"))] = "merge",
     shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: tag only the K-th of N parts (split across machines).", callback=_shard)] = None,
@@ -467,7 +467,8 @@ def models():
         a = card.architecture
         m = card.metrics.get("mAP")
         t.add_row(card.name + (" (default)" if path.stem == default else ""), f"{a['backbone']} + {a.get('neck', 'none')} + {a['head']}",
-                  str(card.num_classes), str(card.input_size), f"{m:.2f}" if isinstance(m, (int, float)) else "-", str(path.with_suffix("")))
+                  str(card.num_classes) + (f" + {len(card.vocabulary.get('keywords', []))} keywords" if card.vocabulary else ""),
+                  str(card.input_size), f"{m:.2f}" if isinstance(m, (int, float)) else "-", str(path.with_suffix("")))
     Console().print(t)
 
 
@@ -497,6 +498,33 @@ def info(model: Annotated[str, typer.Argument(help="Model name or path.")] = "de
               + (f", CF1 {extra['CF1']:.2f}, OF1 {extra['OF1']:.2f} (calibrated thresholds)" if extra else ""))
     if card.recipe.get("command"):
         print(f"  trained with: {card.recipe['command']}")
+    if card.vocabulary is not None:
+        kws = card.vocabulary.get("keywords", [])
+        tops = [k["name"] for k in kws if "|" not in k["path"]]
+        print(f"  vocabulary: {len(kws)} keywords under {', '.join(tops)} (heads "
+              + ", ".join(f"{h['name']} {h['size']}" for h in card.heads) + f"); `imgtag vocab {card.name}` lists them")
+
+
+@app.command("vocab")
+def vocab(model: Annotated[str, typer.Argument(help="Model name or path.")] = "default",
+          as_json: Annotated[bool, typer.Option("--json", help="Print the same data as JSON.")] = False,
+          depth: Annotated[Optional[int], typer.Option("--depth", min=1, help="Show only the top N levels.")] = None):
+    """List a model's keywords as a tree, with each keyword's threshold per head."""
+    from imgtag.runtime.vocabulary import ModelFileError, to_json, tree, vocabulary
+
+    try:
+        data = vocabulary(model)
+    except ModelFileError as e:
+        _fail(str(e), 2)
+    if depth:
+        data["keywords_total"] = len(data["keywords"])
+        data["keywords"] = [r for r in data["keywords"] if r["depth"] < depth]
+    if as_json:
+        print(to_json(data))
+        return
+    from rich.console import Console
+
+    Console(highlight=False).print(tree(data))
 
 
 @app.command()
@@ -577,7 +605,9 @@ def export_(
     except (ImportError, RuntimeError, OSError, ValueError) as e:
         _fail(str(e))
     print(f"imgtag: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{', int8' if int8 else ''}): images uint8 N×3×H×W "
-          f"(trained at {card.input_size}) → logits N×{card.num_classes}, score = sigmoid(logit)", file=sys.stderr)
+          f"(trained at {card.input_size}) → logits N×{card.num_outputs}, "
+          + ("heads " + " + ".join(f"{h['name']} {h['size']} ({h.get('activation', 'sigmoid')})" for h in card.heads)
+             if card.heads else "score = sigmoid(logit)"), file=sys.stderr)
 
 
 def main() -> None:

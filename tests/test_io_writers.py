@@ -80,7 +80,8 @@ def test_csv_round_trip(tmp_path):
     write_all("csv", out)
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "labels", "scores"]
+    assert list(rows[0]) == ["path", "labels", "scores", "label_paths"]
+    assert rows[0]["label_paths"] == rows[0]["labels"]  # a flat label is its own path
     assert [r["path"] for r in rows] == [r["path"] for r in GOOD]  # error rows skipped
     for rec, row in zip(GOOD, rows):
         labels = row["labels"].split("|") if row["labels"] else []
@@ -88,6 +89,22 @@ def test_csv_round_trip(tmp_path):
         assert list(zip(labels, scores)) == expected_labels(rec)
     assert rows[0]["scores"] == "0.9123|0.5000"
     assert "\r" not in out.read_text(encoding="utf-8")
+
+
+def test_csv_and_parquet_label_paths(tmp_path):
+    rec = make_record("a.jpg", [Label("golden retriever", 0.7, "animal|dog|golden retriever"), Label("dog", 0.9, "animal|dog"),
+                                Label("AC|DC", 0.5)])
+    out = tmp_path / "out.csv"
+    write_all("csv", out, [rec])
+    row = next(csv.DictReader(out.open(newline="", encoding="utf-8")))
+    assert row["labels"] == "dog|golden retriever|AC\\|DC"
+    assert row["label_paths"] == "animal\\|dog|animal\\|dog\\|golden retriever|AC\\|DC"  # '|' inside a path escaped
+    pq = pytest.importorskip("pyarrow.parquet")
+    write_all("parquet", tmp_path / "o.parquet", [rec])
+    assert pq.read_table(tmp_path / "o.parquet").to_pylist()[0]["label_paths"] == ["animal|dog", "animal|dog|golden retriever", "AC|DC"]
+    prev = make_writer("parquet", tmp_path / "o.parquet").previous()
+    assert record_labels(prev["a.jpg"]) == [Label("dog", 0.9, "animal|dog"), Label("golden retriever", 0.7, "animal|dog|golden retriever"),
+                                            Label("AC|DC", 0.5)]
 
 
 def test_txt_round_trip(tmp_path):

@@ -103,10 +103,11 @@ def test_most_specific_with_ancestors_and_voc_fires(vocab):
     got = vocab.tag(logits([0.1, 0.9], [0.7, 0.1, 0.1, 0.1]))[0]
     assert [k.name for k in got] == ["person", "beagle", "dog", "animal"]
     assert got[1].path == "animal|dog|beagle"
-    # VOC alone fires "dog" (ImageNet mass on dogs is low); its ancestors come along with their own scores
+    # VOC alone fires "dog" (ImageNet mass on dogs is low); its ancestors come along, at least as sure as it
     got = vocab.tag(logits([0.95, 0.1], [0.05, 0.05, 0.6, 0.3]))[0]
     assert [k.name for k in got] == ["dog", "animal", "car", "vehicle"]
-    assert got[0].score == pytest.approx(0.95, abs=1e-5) and got[1].score == pytest.approx(0.1, abs=1e-5)
+    assert got[0].score == pytest.approx(0.95, abs=1e-5) and got[1].score == pytest.approx(0.95, abs=1e-5)
+    assert got[3].score == pytest.approx(0.9, abs=1e-5)  # vehicle: its own mass (0.6 + 0.3), above car's 0.6
 
 
 def test_exclude_drops_subtree_and_top_k(vocab):
@@ -172,3 +173,55 @@ def test_extra_head_model_card_roundtrip(tmp_path):
     c.write_text(json.dumps(bad))
     with pytest.raises(ModelFileError, match="vocabulary"):
         read_card(c)
+
+
+# ---- `imgtag vocab`: the tree and --json from a card ------------------------------------------------------------
+def test_vocab_command_tree_and_json(tmp_path):
+    from safetensors.numpy import save_file
+    from typer.testing import CliRunner
+
+    from imgtag.card import ModelCard
+    from imgtag.cli import app
+
+    order = [0, 1, 2, 3, 4, 6, 5]  # root-first: vehicle before car
+    card = ModelCard(name="kw", labels=["dog", "person"], architecture={"backbone": "x", "head": "gap"},
+                     thresholds=[0.8, 0.7], heads=HEADS, vocabulary={"separator": "|", "keywords": [KEYWORDS[i] for i in order]})
+    (tmp_path / "kw.json").write_text(json.dumps(card.to_dict()))
+    save_file({}, str(tmp_path / "kw.safetensors"))  # `imgtag vocab` reads the card only
+    r = CliRunner().invoke(app, ["vocab", str(tmp_path / "kw.json"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["model"] == "kw" and [h["name"] for h in data["heads"]] == ["voc", "imagenet"]
+    by = {k["name"]: k for k in data["keywords"]}
+    assert by["dog"] == {"name": "dog", "path": "animal|dog", "depth": 1, "thresholds": {"imagenet": 0.5, "voc": 0.8},
+                         "classes": {"voc": 1, "imagenet": 2}}  # beagle + pug feed "dog" on the softmax head
+    assert by["person"]["thresholds"] == {"voc": 0.7} and by["car"]["depth"] == 1
+    r = CliRunner().invoke(app, ["vocab", str(tmp_path / "kw.json")])
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "7 keywords" in lines[0]
+    dog = next(i for i, ln in enumerate(lines) if " dog " in ln)
+    assert "imagenet ≥ 0.5, voc ≥ 0.8" in lines[dog]
+    assert "beagle" in lines[dog + 1] and lines[dog + 1].index("beagle") > lines[dog].index("dog")  # a child, indented
+    r = CliRunner().invoke(app, ["vocab", str(tmp_path / "kw.json"), "--depth", "1", "--json"])
+    assert [k["name"] for k in json.loads(r.stdout)["keywords"]] == ["animal", "person", "vehicle"]
+    r = CliRunner().invoke(app, ["vocab", str(tmp_path / "nothing.json")])
+    assert r.exit_code == 2 and "nothing" in r.stderr
+
+
+def test_vocab_of_a_flat_model_lists_its_labels():
+    from imgtag.card import read_card, resolve_model
+    from imgtag.runtime.vocabulary import text, vocabulary
+
+    card = read_card(resolve_model("voc2007-lite2-448-csra-asl")[1])
+    data = vocabulary(card=card)
+    assert [k["name"] for k in data["keywords"]] == card.labels
+    assert [k["thresholds"]["main"] for k in data["keywords"]] == pytest.approx(card.class_thresholds())
+    # a learned model's label paths become a tree; the parents they imply are listed without thresholds
+    import dataclasses
+
+    card = dataclasses.replace(card, labels=["dog", "cat"], thresholds=[0.6, 0.4], paths=["Animals|Pets|dog", "Animals|cat"])
+    rows = vocabulary(card=card)["keywords"]
+    assert [(k["path"], k["thresholds"]) for k in rows] == [
+        ("Animals", {}), ("Animals|cat", {"main": 0.4}), ("Animals|Pets", {}), ("Animals|Pets|dog", {"main": 0.6})]
+    assert text(vocabulary(card=card)).splitlines()[3] == "    dog  [main ≥ 0.6]"

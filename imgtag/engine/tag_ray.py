@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from imgtag.engine.pipeline import TagSummary, open_output, plan_run, report_error, write_results
 from imgtag.io.records import make_record
-from imgtag.io.writers import is_uri
+from imgtag.io.writers import is_uri, parquet_labels
 
 INSTALL_HINT = "the ray engine needs Ray: pip install 'imgtag[ray]'"
 
@@ -78,9 +78,9 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
     except ModelFileError as e:
         raise ValueError(str(e)) from e
     writer = open_output(fmt, output, on_existing, model_name=card.name, sidecar_naming=sidecar_naming)
-    unknown = sorted(set(exclude) - set(card.labels))
-    if unknown:
-        raise ValueError(f"--exclude: unknown label(s) {', '.join(unknown)}; the model knows {', '.join(card.labels)}")
+    from imgtag.runtime.selection import make_selector
+
+    make_selector(card, threshold, top_k, exclude)  # an unknown --exclude label/keyword fails here, not in every actor
     uris = [str(i) for i in inputs if is_uri(i)]
     if uris and (writer.beside_images or len(uris) != len(inputs) or shard_spec or len({u.split("://")[0] for u in uris}) > 1):
         raise ValueError(f"URIs (s3://...) cannot be mixed with local paths or other schemes, --shard or --format {fmt}")
@@ -125,7 +125,7 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
                     if r["error"]:
                         yield make_record(path, error=r["error"].replace(r["path"], path, 1))
                     else:
-                        yield make_record(path, zip(r["labels"], r["scores"]))
+                        yield make_record(path, parquet_labels(r))
         try:
             return write_results(records(), None if sidecars else writer, plan, description, quiet, console,
                                  known_paths=not uris)

@@ -6,11 +6,13 @@ score (descending, stable) and round scores to 4 decimals. Formats:
 
 * `jsonl`:   one JSON object per line, flushed after every record so a pipeline sees results as they come.
 * `json`:    one JSON array of all records, written at close().
-* `csv`:     header `path,labels,scores`, one row per image; labels joined by '|' and scores (4 decimals)
-             joined by '|' in the same order. Wide rather than long (path,label,score) so one row is one
-             image, like the other formats.
+* `csv`:     header `path,labels,scores,label_paths`, one row per image; labels joined by '|', scores (4
+             decimals) and the labels' hierarchy paths ("animal|dog", a flat label: itself) joined by '|' in the
+             same order (a '|' or '\\' inside a label or path is escaped: '\\|', '\\\\'). Wide rather than long
+             (path,label,score) so one row is one image, like the other formats.
 * `txt`:     `path<TAB>label1,label2` (labels only).
-* `parquet`: one Parquet file, columns path, labels (list), scores (list), error ("" when fine); a path or a
+* `parquet`: one Parquet file, columns path, labels (list), scores (list), error ("" when fine), label_paths
+             (list: each label's hierarchy path, a flat label itself); a path or a
              URI (s3://..., through pyarrow's filesystems). Needs pyarrow.
 * `xmp`:     no output file: an XMP sidecar beside each image (imgtag.io.xmp), merged into what is there.
 
@@ -198,23 +200,27 @@ class JsonWriter(Writer):
 
 @register_writer
 class CsvWriter(Writer):
-    fmt, help = "csv", "path,labels,scores ('|'-joined)"
+    fmt, help = "csv", "path,labels,scores,label_paths ('|'-joined)"
     newline = ""
 
     def _begin(self):
         self.csv = csv.writer(self.f, lineterminator="\n")
         self.csv_quoted = csv.writer(self.f, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        self.csv.writerow(["path", "labels", "scores"])
+        self.csv.writerow(["path", "labels", "scores", "label_paths"])
 
     def _write(self, record):
         if "error" in record:
             return
         labels = _labels(record)
-        row = [str(record["path"]), "|".join(lab.label.replace("\\", "\\\\").replace("|", "\\|") for lab in labels),
-               "|".join(f"{lab.score:.4f}" for lab in labels)]
+        row = [str(record["path"]), "|".join(_csv_escape(lab.label) for lab in labels),
+               "|".join(f"{lab.score:.4f}" for lab in labels), "|".join(_csv_escape(lab.path or lab.label) for lab in labels)]
         # csv quotes a field with "\n" but not one with a lone "\r" when the terminator is "\n"; a reader would end
         # the row there, so such rows are written fully quoted. A '|' or '\\' inside a label is escaped ('\\|', '\\\\').
         (self.csv_quoted if any("\r" in f for f in row) else self.csv).writerow(row)
+
+
+def _csv_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("|", "\\|")
 
 
 @register_writer
@@ -249,18 +255,27 @@ PARQUET_HINT = "--format parquet needs pyarrow: pip install pyarrow (or 'imgtag[
 
 
 def parquet_schema():
-    """The Parquet/Arrow row schema of results: path, labels (list of str, best first), scores, error ("" if fine)."""
+    """The Parquet/Arrow row schema of results: path, labels (list of str, best first), scores, error ("" if fine),
+    label_paths (each label's hierarchy path; a flat label: the label)."""
     import pyarrow as pa
 
     return pa.schema([("path", pa.string()), ("labels", pa.list_(pa.string())),
-                      ("scores", pa.list_(pa.float64())), ("error", pa.string())])
+                      ("scores", pa.list_(pa.float64())), ("error", pa.string()), ("label_paths", pa.list_(pa.string()))])
 
 
 def parquet_row(record: Record) -> dict:
     """A record as a Parquet row: labels sorted by score (scores kept at full precision)."""
     labels = sorted(record_labels(record), key=lambda lab: -lab.score)
     return {"path": str(record["path"]), "labels": [lab.label for lab in labels],
-            "scores": [float(lab.score) for lab in labels], "error": str(record.get("error") or "")}
+            "scores": [float(lab.score) for lab in labels], "error": str(record.get("error") or ""),
+            "label_paths": [lab.path or lab.label for lab in labels]}
+
+
+def parquet_labels(row: dict) -> list[Label]:
+    """The labels of a Parquet row (:func:`parquet_row`), their paths kept (a file written before label_paths existed,
+    or a path equal to its label: flat)."""
+    paths = row.get("label_paths") or [None] * len(row["labels"])
+    return [Label(lab, float(s), p if p and p != lab else None) for lab, s, p in zip(row["labels"], row["scores"], paths)]
 
 
 @register_writer
@@ -279,7 +294,7 @@ class ParquetWriter(Writer):
 
         from .records import make_record
 
-        return {r["path"]: make_record(r["path"], zip(r["labels"], r["scores"]))
+        return {r["path"]: make_record(r["path"], parquet_labels(r))
                 for r in pq.read_table(self.dest).to_pylist() if not r["error"]}
 
     def open(self):

@@ -143,7 +143,8 @@ def export_bytes(model: MultiLabelModel, card: ModelCard, opset: int = DEFAULT_O
             proto = onnx.load_from_string(f.getvalue())
             for k, v in {**meta, "imgtag_dynamic_hw": str(dyn).lower()}.items():
                 proto.metadata_props.add(key=k, value=v)
-            proto.doc_string = f"imgtag {card.name}: uint8 RGB N×3×H×W -> logits N×{card.num_classes}, score = sigmoid"
+            proto.doc_string = (f"imgtag {card.name}: uint8 RGB N×3×H×W -> logits N×{card.num_outputs}"
+                                + (", the heads of the card's 'heads' side by side" if card.heads else ", score = sigmoid"))
             onnx.checker.check_model(proto)
             data = proto.SerializeToString()
             sess = _session(ort, data)
@@ -253,7 +254,7 @@ def cache_key(sha: str, card: ModelCard, opset: int = DEFAULT_OPSET) -> str:
     """The export cache key: everything the fp32 graph depends on."""
     from imgtag import __version__
 
-    parts = {"weights": sha, "architecture": card.architecture, "classes": card.num_classes,
+    parts = {"weights": sha, "architecture": card.architecture, "classes": card.num_outputs,
              "mean": list(card.mean), "std": list(card.std), "size": int(card.input_size),
              "imgtag": __version__, "torch": torch.__version__, "opset": opset}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -1,7 +1,8 @@
 """The Tagger: batched inference behind ``imgtag tag``, ``imgtag eval``, the Python API and the Ray actors.
 
 files → decode workers (:class:`~imgtag.runtime.loader.ImageFiles`: uint8 S×S, or raw JPEG bytes for GPU
-decode) → runner (registry.py: torch, onnx, ...) → scores → labels (:class:`~imgtag.runtime.selection.Selector`).
+decode) → runner (registry.py: torch, onnx, ...) → logits → labels (runtime/selection.py: the card's labels, or
+its keyword vocabulary with hierarchy paths when it has one).
 
 * CPU: images decode and resize in parallel worker processes (PIL, JPEG draft mode); ``runtime="auto"`` takes
   the fastest available runner (ONNX Runtime, else torch with the reason in ``runtime_reason``).
@@ -27,15 +28,16 @@ from imgtag.runtime.device import pick_device
 from imgtag.runtime.loader import ImageFiles, decode_jpegs, default_workers, loader, read_chw
 from imgtag.runtime.memory import keep_freed_memory
 from imgtag.runtime.registry import auto_order, get_runner
-from imgtag.runtime.selection import Selector
+from imgtag.runtime.selection import make_selector, sigmoid
 
 
 @dataclass
 class Prediction:
     path: str
     labels: list[Label] = field(default_factory=list)  # best first
-    scores: np.ndarray | None = None  # all K scores (sigmoid), when the image decoded
+    scores: np.ndarray | None = None  # the K scores of the first head (sigmoid), when the image decoded
     error: str | None = None
+    logits: np.ndarray | None = None  # the raw logits row (all heads: ``card.num_outputs``), when it decoded
 
     def to_record(self) -> dict:
         return make_record(self.path, self.labels, self.error)
@@ -114,7 +116,7 @@ class Tagger:
         if threshold is None:  # thresholds calibrated on this precision's scores (fp32: the card's own)
             fp32_like = self.precision in getattr(self.runner, "fp32_thresholds", ("fp32",))
             threshold = self.card.class_thresholds(precision=None if fp32_like else self.precision, runtime=self.runtime)
-        self.selector = Selector(self.labels, threshold, top_k, exclude, paths=self.card.paths)
+        self.selector = make_selector(self.card, threshold, top_k, exclude)
         self.input_device = torch.device(getattr(self.runner, "device", "cpu"))  # where the runner wants its input
         #: why ``auto`` did not get its first choice (None when it did, or a runtime was named)
         self.fallback = None if runtime != "auto" or self.runtime == auto_order(self.device)[0] else self.runtime_reason
@@ -129,17 +131,31 @@ class Tagger:
         return f"device {self.device.type}: {dev}; runtime {self.runtime} ({self.runner.description}); model {self.card.name}"
 
     # ---- scoring ------------------------------------------------------------------------------------------
-    def score_batch(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
-        """uint8 N×3×S×S → float32 scores N×K (sigmoid of the runner's logits)."""
+    def logits_batch(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """uint8 N×3×S×S → float32 logits N×W (every head, ``card.num_outputs`` columns)."""
         logits = np.asarray(self.runner(images), dtype=np.float32)
         max_batch = getattr(self.runner, "max_batch", None)  # the runner backed off (CUDA out of memory)
         if max_batch:
             self.batch_size = min(self.batch_size, max_batch)
-        return torch.sigmoid(torch.from_numpy(logits)).numpy()
+        return logits
 
-    def select(self, scores: np.ndarray) -> list[Label]:
-        """Labels above their threshold, best first; ``top_k`` caps the count; excluded labels dropped."""
-        return self.selector(scores)
+    def scores_of(self, logits: np.ndarray) -> np.ndarray:
+        """The first head's K scores (sigmoid) of logits rows: what evaluation (mAP) measures."""
+        return sigmoid(np.asarray(logits)[..., : len(self.labels)])
+
+    def score_batch(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """uint8 N×3×S×S → float32 scores N×K (sigmoid of the first head's logits)."""
+        return self.scores_of(self.logits_batch(images))
+
+    def select(self, logits: np.ndarray) -> list[Label]:
+        """One image's labels from its logits row: above their thresholds, best (most specific) first, with their
+        hierarchy path when the model has a vocabulary; ``top_k`` caps the count; excluded labels (subtrees) dropped."""
+        return self.selector.from_logits(np.asarray(logits)[None])[0]
+
+    def _predictions(self, names: Sequence[str], logits: np.ndarray) -> list[Prediction]:
+        scores = self.scores_of(logits)
+        return [Prediction(n, labs, s, logits=row)
+                for n, labs, s, row in zip(names, self.selector.from_logits(logits), scores, logits)]
 
     def tag_paths(self, paths: Sequence[str | Path]) -> Iterator[Prediction]:
         """Predictions for ``paths`` in order, streamed batch by batch."""
@@ -158,17 +174,13 @@ class Tagger:
                 except DecodeError as e:
                     errors[it.index] = str(e)
             order = [it.index for it in items if it.index in ready]
-            scores = None
+            done = {}
             if order:
-                scores = self.score_batch(torch.stack([ready[i].to(self.input_device, non_blocking=True) for i in order]))
-            row = {i: r for r, i in enumerate(order)}
+                logits = self.logits_batch(torch.stack([ready[i].to(self.input_device, non_blocking=True) for i in order]))
+                done = dict(zip(order, self._predictions([paths[i] for i in order], logits)))
             for it in items:
                 i = it.index
-                if i in errors:
-                    yield Prediction(paths[i], error=errors[i])
-                else:
-                    s = scores[row[i]]
-                    yield Prediction(paths[i], self.select(s), s)
+                yield Prediction(paths[i], error=errors[i]) if i in errors else done[i]
 
     def tag_pixels(self, pixels: Sequence[np.ndarray], names: Sequence[str]) -> list[Prediction]:
         """Tag decoded images: uint8 H×W×3 arrays already resized to the model's S×S (``io.decode.load_resized``)."""
@@ -176,8 +188,8 @@ class Tagger:
         for k in range(0, len(pixels), self.batch_size):
             chunk = pixels[k:k + self.batch_size]
             batch = np.ascontiguousarray(np.stack(chunk).transpose(0, 3, 1, 2))
-            scores = self.score_batch(torch.from_numpy(batch).to(self.input_device))
-            out += [Prediction(n, self.select(s), s) for n, s in zip(names[k:k + self.batch_size], scores)]
+            logits = self.logits_batch(torch.from_numpy(batch).to(self.input_device))
+            out += self._predictions(names[k:k + self.batch_size], logits)
         return out
 
     def tag_images(self, images: Sequence, names: Sequence[str] | None = None) -> list[Prediction]:

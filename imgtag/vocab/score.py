@@ -22,7 +22,9 @@ Score of a keyword, per head it has a threshold for:
 
 A keyword *fires* when any of its head scores reaches that head's threshold; its reported score is the largest of
 its head scores. What is emitted: every fired keyword plus all its ancestors (so the most specific keyword the
-model is sure of comes with its path). ``exclude`` drops keywords and everything below them; ``top_k`` keeps the
+model is sure of comes with its path); an emitted ancestor's score is at least that of its surest emitted
+descendant (a dog is an animal: "animal" is reported at >= the score of "dog", even when the VOC head alone
+fired "dog"). ``exclude`` drops keywords and everything below them; ``top_k`` keeps the
 k best *specific* keywords (emitted keywords with no emitted keyword below them, best score first) together with
 their ancestors.
 """
@@ -171,12 +173,14 @@ class Vocabulary:
         if top_k:
             leaves = leaves[:top_k]
         out, seen = [], set()
+        best = {}  # an ancestor is at least as sure as its surest emitted descendant ("animal" >= "dog")
         for i in leaves:
             for j in [i, *self.ancestors[i]]:
+                best[j] = max(best.get(j, -1.0), float(scores[i]), float(scores[j]))
                 if j not in seen:
                     seen.add(j)
                     out.append(j)
-        return [Keyword(self.names[i], float(scores[i]), self.paths[i]) for i in out]
+        return [Keyword(self.names[i], best[i], self.paths[i]) for i in out]
 
     def tag(self, logits: np.ndarray, exclude: Iterable[str] = (), top_k: int | None = None) -> list[list[Keyword]]:
         """Keywords for each row of ``logits``."""
@@ -196,11 +200,3 @@ def vocabulary_rows(card_dict: dict) -> list[dict]:
                      "classes": {h: int(v.maps[h][i].sum()) for h in v.maps if v.maps[h][i].any()}})
     return rows
 
-
-def format_tree(rows: list[dict]) -> str:
-    """Indented tree, one keyword a line: ``  dog  [imagenet >= 0.40, voc >= 0.78]``."""
-    lines = []
-    for r in rows:
-        thr = ", ".join(f"{h} >= {t:.2f}" for h, t in r["thresholds"].items())
-        lines.append(f"{'  ' * r['depth']}{r['name']}" + (f"  [{thr}]" if thr else ""))
-    return "\n".join(lines)

@@ -15,6 +15,30 @@ The Python API (the same objects the CLI uses; imported on first use, so ``impor
 
 __version__ = "0.1.0"
 
+
+def _leave_nothing_behind() -> None:
+    """imgtag writes nothing outside its outputs and its own cache (issue 16, F16), unless the user asks:
+
+    * importing timm imports torch._dynamo, which makes ``$TMPDIR/torchinductor_$USER`` at once: pointed into
+      imgtag's cache (unless TORCHINDUCTOR_CACHE_DIR is set);
+    * importing onnxruntime (1.32) makes ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,
+      onnxruntime.db}`` and queues a usage event: ORT_DISABLE_TELEMETRY=1 (read at import; unless set) stops
+      both, and runtime/onnx.py also calls ``onnxruntime.disable_telemetry_events()``.
+    Set here, before anything imports torch or onnxruntime; Ray workers and decode processes inherit it."""
+    import os
+
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        base = os.environ.get("IMGTAG_CACHE")
+        if not base:
+            from platformdirs import user_cache_dir
+
+            base = user_cache_dir("imgtag")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, "torchinductor")
+
+
+_leave_nothing_behind()
+
 _LAZY = {"Tagger": "imgtag.runtime.tagger", "Prediction": "imgtag.runtime.tagger", "Label": "imgtag.io.records",
          "load_model": "imgtag.models.model", "ModelCard": "imgtag.card", "tag": "imgtag.api"}
 __all__ = ["__version__", *_LAZY]

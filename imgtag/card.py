@@ -102,6 +102,9 @@ class ModelCard:
         card = cls(**{k: v for k, v in d.items() if k in known})
         if card.thresholds is not None and len(card.thresholds) != card.num_classes:
             raise ModelFileError(f"{source}: {len(card.thresholds)} thresholds for {card.num_classes} labels")
+        if isinstance(card.input_size, bool) or not isinstance(card.input_size, int) or not 8 <= card.input_size <= 8192:
+            raise ModelFileError(f"{source}: input_size must be a whole number of pixels from 8 to 8192, "
+                                 f"not {card.input_size!r}")
         if card.paths is not None and len(card.paths) != card.num_classes:
             raise ModelFileError(f"{source}: {len(card.paths)} label paths for {card.num_classes} labels")
         if card.vocabulary is not None:

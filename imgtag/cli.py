@@ -4,7 +4,9 @@ Choices come from the registries (``--format``: io/writers.py, ``--runtime``: ru
 losses and datasets: models/ and data/), ``imgtag train``'s options from :class:`imgtag.engine.config.TrainConfig`
 (one place for every default). Nothing heavy is imported before a command runs: ``imgtag --help`` is fast.
 
-Exit codes: 0 all fine, 1 some files failed (or the command failed), 2 usage error, 130 interrupted.
+Exit codes: 0 all fine, 1 some files failed (or the command failed), 2 usage error, 130 interrupted (Ctrl-C),
+143 SIGTERM, 129 SIGHUP (both handled like Ctrl-C: results so far kept). Every failure ends in one line on
+stderr; no traceback reaches the user unless IMGTAG_DEBUG=1 (see main()).
 """
 from __future__ import annotations
 
@@ -54,6 +56,13 @@ def _one_of(choices, what: str):
         return value
     check.__doc__ = what
     return check
+
+
+def _probability(value):
+    """A Typer callback: None or a number in [0, 1] (NaN refused) → else a usage error (exit 2, one line)."""
+    if value is not None and not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+        raise typer.BadParameter(f"must be a number from 0 to 1, not {value}")
+    return value
 
 
 def _kv(items: list[str] | None, what: str) -> dict:
@@ -117,7 +126,7 @@ def tag(
     fmt: Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP, callback=_one_of(lambda: list(WRITERS), "format"))] = "jsonl",
     output: Annotated[str, typer.Option("--output", "-o", help="Output file, '-' = stdout (not for xmp).")] = "-",
     model: Model = None,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="One threshold for all labels (default: the card's per-class thresholds).")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", callback=_probability, help="One threshold for all labels, 0..1 (default: the card's per-class thresholds).")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, help="At most K labels per image (a keyword vocabulary: the K most specific keywords, each with its path's parents).")] = None,
     exclude: Annotated[list[str], typer.Option("--exclude", "-x", help="Never output this label; a keyword drops its whole subtree (repeatable).")] = [],  # noqa: B006 - Typer's idiom
     on_existing: Annotated[str, typer.Option("--on-existing", help="skip (resume) | merge | overwrite existing results.",
@@ -158,7 +167,7 @@ def tag(
                 with open(files_from, "rb") as stream:
                     paths += read_file_list(stream, nul_separated=null)
         except OSError as e:
-            _fail(f"--files-from {files_from}: cannot read: {e.strerror or e}", 2)
+            _fail(f"--files-from {files_from}: cannot read: {(e.strerror or str(e))[:1].lower()}{(e.strerror or str(e))[1:]}", 2)
     if not paths:
         raise typer.BadParameter("no input: give image files or directories, or --files-from", param_hint="INPUTS")
     opts = dict(fmt=fmt, output=output, on_existing=on_existing, shard_spec=shard, recursive=recursive,
@@ -173,36 +182,79 @@ def tag(
             _fail(f"--corrections: {e}", 2)
     if engine == "ray" and (review or corrections):
         _fail("--review and --corrections work with the local engine only", 2)
+    from imgtag.io.writers import OutputError
+
+    _check_output(fmt, output, on_existing)  # before Ray starts or the model loads: a bad -o fails at once
     if engine == "ray":  # imgtag/engine/tag_ray.py: same inputs, outputs and sidecars, tagged by Ray actors
         from imgtag.engine.tag_ray import RayMissing, run_tag_ray
 
-        try:
-            summary = run_tag_ray(paths, model, address=ray_address, actors=actors, device=device, batch_size=batch_size,
-                                  threshold=threshold, top_k=top_k, exclude=exclude, runtime=runtime, **opts)
-        except (RayMissing, FileNotFoundError, ValueError) as e:
-            _fail(str(e), 2)
-        except RuntimeError as e:
-            _fail(str(e), 1)
+        with _locked(fmt, output):
+            try:
+                summary = run_tag_ray(paths, model, address=ray_address, actors=actors, device=device, batch_size=batch_size,
+                                      threshold=threshold, top_k=top_k, exclude=exclude, runtime=runtime, **opts)
+            except (RayMissing, FileNotFoundError, ValueError) as e:
+                _fail(str(e), 2)
+            except OutputError as e:
+                _output_failed(e)
+            except RuntimeError as e:
+                _fail(str(e), 1)
         raise typer.Exit(summary.exit_code)
-    from imgtag.engine.pipeline import open_output
     from imgtag.engine.tag import run_tag
 
-    try:
-        open_output(fmt, output, on_existing)  # format/destination mismatches before the model loads
-    except ValueError as e:
-        _fail(str(e), 2)
-    tagger = _tagger(model, device, batch_size, workers, threshold, top_k, exclude, runtime, precision)
-    records: list[dict] | None = [] if review else None
-    try:
-        summary = run_tag(paths, tagger, corrections=fixes, collect=records, **opts)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e), 2)
+    with _locked(fmt, output):  # one run per -o file, from before the model loads until the output is in place
+        tagger = _tagger(model, device, batch_size, workers, threshold, top_k, exclude, runtime, precision)
+        records: list[dict] | None = [] if review else None
+        try:
+            summary = run_tag(paths, tagger, corrections=fixes, collect=records, **opts)
+        except (FileNotFoundError, ValueError) as e:
+            _fail(str(e), 2)
+        except OutputError as e:
+            _output_failed(e)
     if review:
         from imgtag.engine.review import write_review
 
         sheet = write_review(records, review, keywords=tagger.labels, thresholds=dict(zip(tagger.labels, map(float, tagger.thresholds))))
         print(f"imgtag: review sheet written to {sheet.index} ({sheet.photos} photos, {sheet.pages} pages)", file=sys.stderr)
     raise typer.Exit(summary.exit_code)
+
+
+def _output_failed(e) -> None:
+    """The output failed (io/writers.py OutputError): one line, exit 1; a closed pipe (``| head``) is silent."""
+    if e.dest == "-" and e.reason == "broken pipe":
+        raise typer.Exit(1)
+    _fail(str(e), 1)
+
+
+def _check_output(fmt: str, output: str, on_existing: str) -> None:
+    """Before slow work: the format fits -o, -o can be written, an earlier output there reads (io/writers.py)."""
+    from imgtag.engine.pipeline import check_output
+    from imgtag.io.writers import OutputError
+
+    try:
+        check_output(fmt, output, on_existing)
+    except OutputError as e:
+        _fail(str(e), 1)
+    except ValueError as e:
+        _fail(str(e), 2)
+
+
+def _locked(fmt: str, output: str):
+    """Hold -o's lock for the block (io/lock.py): a second run writing the same file is refused (exit 1)."""
+    import contextlib
+
+    from imgtag.io.lock import OutputLocked, output_lock
+    from imgtag.io.writers import WRITERS, is_uri
+
+    stack = contextlib.ExitStack()
+    if fmt in WRITERS and WRITERS[fmt].beside_images or output == "-" or is_uri(output):
+        return stack
+    try:
+        stack.enter_context(output_lock(output))
+    except OutputLocked as e:
+        _fail(str(e), 1)
+    except OSError as e:
+        _fail(f"cannot lock {output}: {e.strerror or e}", 1)
+    return stack
 
 
 @app.command("untag")
@@ -231,7 +283,7 @@ def eval_(
     model: Model = None,
     ap: Annotated[str, typer.Option("--ap", help="nonint (default) | 11point (VOC07 devkit) | interp (all-point).",
                                     callback=_one_of(("nonint", "11point", "interp"), "ap"))] = "nonint",
-    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Threshold for CP/CR/F1 (default: the card's per-class).")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", callback=_probability, help="Threshold for CP/CR/F1, 0..1 (default: the card's per-class).")] = None,
     difficult: Annotated[str, typer.Option("--difficult", help="VOC difficult: ignore | positive | negative.",
                                            callback=_one_of(("ignore", "positive", "negative"), "difficult"))] = "ignore",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
@@ -390,7 +442,7 @@ def learn(
     no_embedded: bool = typer.Option(False, "--no-embedded", help="Read sidecars only (not XMP/IPTC inside the photos)."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive"),
     runtime: str = typer.Option("auto", "--runtime", help="Feature extraction: auto (ONNX Runtime on a CPU) | onnx | torch."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Decode processes (0 = in this process)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Decode processes (0 = in this process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
@@ -610,15 +662,137 @@ def export_(
              if card.heads else "score = sigmoid(logit)"), file=sys.stderr)
 
 
-def main() -> None:
+def _std_streams() -> None:
+    """Started with a standard stream closed (``2>&-``, ``>&-``, ``<&-``): put /dev/null on its descriptor, so a
+    file opened later cannot take descriptor 0-2 and receive stray output. A closed stderr then discards messages
+    instead of Python sending them to stdout (which corrupted the JSONL); a closed stdout stays ``None`` for
+    Python, so results meant for it fail with one line; a closed stdin reads as closed (``-T -``: one line)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if fd == 2:
+                sys.stderr = open(fd, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
+
+
+def _quiet_stdout() -> None:
+    """After stdout failed (full disk, closed pipe), let the interpreter's last flush succeed silently."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        except (OSError, ValueError):
+            pass
+
+
+def _click():
+    """The click exceptions typer raises (typer >= 0.2x carries its own copy of click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - an older typer on the real click
+        from click import exceptions
+    return exceptions
+
+
+def _abort() -> type[BaseException]:
+    try:
+        from typer.exceptions import Abort
+    except ImportError:  # pragma: no cover
+        from click.exceptions import Abort
+    return Abort
+
+
+_SIGNALLED: list[int] = []  # the termination signal received, if any
+
+
+def _on_signal(signum, frame) -> None:
+    """SIGTERM/SIGHUP (kill, timeout, systemd, docker, SLURM, a closed terminal) stop the run like Ctrl-C: the
+    results so far are kept in a complete output and no temp file is left. A second one while the output is
+    being finished is ignored. (SIGINT: recorded, then Python's own KeyboardInterrupt, a second one included.)"""
+    import signal
+
+    if signum == signal.SIGINT:
+        _SIGNALLED.append(signum)
+        raise KeyboardInterrupt
+    if _SIGNALLED:
+        return
+    _SIGNALLED.append(signum)
+    raise KeyboardInterrupt
+
+
+def _quiet_threads() -> None:
+    """An exception in a helper thread (e.g. multiprocessing's fd server when decode workers stop mid-request
+    after a signal) printed a traceback: now nothing once the run was interrupted, else one line."""
+    import threading
+
+    def hook(exc_type, exc, tb=None, thread_name=None):
+        if _SIGNALLED or issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            return
+        msg = " ".join(str(exc).split()) or exc_type.__name__
+        where = f" in thread {thread_name}" if thread_name else ""
+        print(f"imgtag: error{where}: {msg} ({exc_type.__name__}; IMGTAG_DEBUG=1 shows the traceback)", file=sys.stderr)
+
+    if os.environ.get("IMGTAG_DEBUG"):
+        return
+    sys.excepthook = hook
+    threading.excepthook = lambda a: hook(a.exc_type, a.exc_value, a.exc_traceback,
+                                          getattr(a.thread, "name", None))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``imgtag`` entry point: every failure ends in one line on stderr, and no traceback reaches the user
+    unless ``IMGTAG_DEBUG=1``. Exit codes: 0, 1 (files failed / the command failed), 2 (usage error, one line
+    ``imgtag: error: ...``), 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP)."""
+    import signal
+
     from imgtag.runtime.memory import keep_freed_memory
 
+    click = _click()
+
+    _SIGNALLED.clear()
+    _std_streams()
+    _quiet_threads()
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        if sig != signal.SIGINT or signal.getsignal(sig) is signal.default_int_handler:  # not if SIGINT is ignored
+            signal.signal(sig, _on_signal)
     keep_freed_memory()
+    code = 0
     try:
-        app()
-    except KeyboardInterrupt:
+        try:
+            code = app(args=argv, prog_name="imgtag", standalone_mode=False) or 0
+        except click.NoArgsIsHelpError as e:  # `imgtag` or `imgtag tag` alone: the help, as before
+            print(e.ctx.get_help())
+            code = 0
+    except BrokenPipeError:  # stdout's reader went away (`| head`): quiet, as usual for a filter
+        code = 1
+    except click.ClickException as e:  # a usage error: one line, exit 2
+        msg = " ".join(e.format_message().split())
+        if isinstance(e, click.UsageError) and e.ctx is not None and e.ctx.command_path:
+            msg += f" (see {e.ctx.command_path} --help)"
+        print(f"imgtag: error: {msg}", file=sys.stderr)
+        code = e.exit_code
+    except (KeyboardInterrupt, _abort()):
         print("imgtag: interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("IMGTAG_DEBUG"):
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"imgtag: error: {msg} ({type(e).__name__}; IMGTAG_DEBUG=1 shows the traceback)", file=sys.stderr)
+        code = 1
+    finally:
+        _quiet_stdout()
+    if code == 130 and _SIGNALLED:
+        code = 128 + _SIGNALLED[0]
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,26 @@ def small_fs(tmp_path):
         yield d
     finally:
         subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path):
+    """A directory no file can be created in: mode 555 for a normal user; as root (modes do not stop root) a
+    read-only tmpfs, skipped where mounting is not allowed."""
+    import os
+    import subprocess
+
+    d = tmp_path / "read_only"
+    d.mkdir()
+    if os.geteuid() != 0:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"root, and cannot mount a read-only tmpfs here ({(r.stderr or r.stdout).strip() or 'mount failed'})")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)

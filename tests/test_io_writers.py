@@ -1,17 +1,20 @@
 """imgtag.io.writers and imgtag.io.atomic: each format round-trips; outputs appear atomically."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import stat
+import sys
 
 import pytest
 
 from imgtag.io.atomic import atomic_open, atomic_write_bytes
 from imgtag.io.records import Label, make_record, record_labels
-from imgtag.io.writers import WRITERS, WriteFailed, Writer, make_writer, register_writer
+from imgtag.io.writers import (WRITERS, OutputError, WriteFailed, Writer, check_output, make_writer, read_existing,
+                               register_writer)
 
 STDOUT_FORMATS = sorted(f for f, w in WRITERS.items() if w.to_stdout)
 FILE_FORMATS = sorted(f for f, w in WRITERS.items() if not w.beside_images)
@@ -395,3 +398,155 @@ def test_txt_escapes_separators(tmp_path):
     assert [ln.split("\t")[0] for ln in lines[:-1]] == ["tab\\there.jpg", "new\\nline.jpg", "back\\\\slash.jpg",
                                                          "cr\\rhere.jpg", "comma,.jpg", "caf\\xe9.jpg"]
     assert {ln.split("\t")[1] for ln in lines[:-1]} == {"a|b,c\\,d\\\\e"}
+
+
+# ----------------------------------------------------------------------------- non-UTF-8 names, write failures
+
+
+def test_csv_writes_a_non_utf8_name_as_its_bytes(tmp_path):
+    """F3/B5: a non-UTF-8 name (a lone surrogate in Python) aborted the CSV output with UnicodeEncodeError."""
+    out = tmp_path / "o.csv"
+    write_all("csv", out, odd_records(["caf\udce9.jpg"]))
+    assert b"\ncaf\xe9.jpg," in out.read_bytes()
+    with open(out, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        assert [r[0] for r in csv.reader(f)][1:] == ["caf\udce9.jpg"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_non_utf8_names_round_trip_in_json(tmp_path, fmt):
+    """F3/B5: a name with an undecodable byte aborted the run (UnicodeEncodeError) or wrote invalid UTF-8."""
+    out = tmp_path / f"o.{fmt}"
+    write_all(fmt, out, [{"path": "caf\udce9.jpg", "labels": []}, {"path": "ok é.jpg", "error": "x\udce9: bad"}])
+    text = out.read_bytes().decode("utf-8")  # strict: valid UTF-8
+    assert "\\udce9" in text and "ok é.jpg" in text
+    rows = [json.loads(line) for line in text.splitlines()] if fmt == "jsonl" else json.loads(text)
+    assert os.fsencode(rows[0]["path"]) == b"caf\xe9.jpg" and rows[1]["error"] == "x\udce9: bad"
+    assert list(read_existing(out, fmt)) == ["caf\udce9.jpg"]  # resume matches the same file again
+
+
+def test_non_utf8_names_round_trip_in_parquet(tmp_path):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "o.parquet"
+    write_all("parquet", out, [{"path": "caf\udce9.jpg", "labels": [{"label": "dog", "score": 0.5}]}])
+    assert list(make_writer("parquet", out).previous()) == ["caf\udce9.jpg"]
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+def test_full_disk_is_one_error_and_no_temp_file(small_fs, fmt):
+    """F7: a full disk gave a traceback (the OSError) and, before abort() was fixed, left the temp file."""
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    out = small_fs / f"out.{fmt}"
+    out.write_text("previous results\n")
+    with pytest.raises(OutputError) as ei:
+        with make_writer(fmt, out) as w:
+            for _ in range(200):  # 400 KB (incompressible) into a 200 KB disk
+                w.write({"path": os.urandom(1000).hex() + ".jpg", "labels": [{"label": "dog", "score": 0.5}]})
+    assert str(ei.value) == f"cannot write {out}: no space left on device"
+    assert out.read_text() == "previous results\n"
+    assert not leftovers(small_fs)
+
+
+def test_bad_destinations_are_named_not_the_temp_file(tmp_path):
+    """F11: a missing directory gave an error naming the internal temp file."""
+    out = tmp_path / "nodir" / "o.jsonl"
+    for call in (lambda: make_writer("jsonl", out).open(), lambda: check_output(out)):
+        with pytest.raises(OutputError) as ei:
+            call()
+        assert str(ei.value) == f"cannot write {out}: no such directory: {out.parent}"
+    with pytest.raises(OutputError, match="is a directory"):
+        check_output(tmp_path)
+    check_output(tmp_path / "fine.jsonl")
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
+
+
+def test_read_only_directory_is_one_error(read_only_dir):
+    """F11: -o into a read-only directory gave a PermissionError traceback (after the model loaded)."""
+    with pytest.raises(OutputError, match=f"cannot write {read_only_dir / 'o.jsonl'}: (permission denied|read-only file system)"):
+        check_output(read_only_dir / "o.jsonl")
+    with pytest.raises(OutputError, match="cannot write"):
+        make_writer("jsonl", read_only_dir / "o.jsonl").open()
+
+
+def test_closed_stdout(monkeypatch):
+    """F13: with stdout closed (>&-) a writer raised "RuntimeError: writer is not open"."""
+    monkeypatch.setattr(sys, "stdout", None)
+    with pytest.raises(OutputError, match="cannot write standard output: it is closed"):
+        make_writer("jsonl", "-").open()
+    with pytest.raises(OutputError, match="standard output: it is closed"):
+        check_output("-")
+
+
+def test_full_stdout_is_one_error():
+    """F7: `> /dev/full` gave an OSError traceback."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    full = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        w = make_writer("jsonl", "-")
+        w.f = full  # what open() does with sys.stdout
+        with pytest.raises(OutputError, match="cannot write standard output: no space left on device"):
+            w.write(GOOD[0])
+    finally:
+        with contextlib.suppress(OSError):
+            full.close()
+
+
+def test_sidecar_on_a_full_disk_stops_with_one_line(small_fs, photo):
+    """F7: `-f xmp` on a full disk: each sidecar failed on its own (or with a traceback); now the run stops, naming it."""
+    img = small_fs / "p.jpg"
+    img.write_bytes(photo.read_bytes())
+    with open(small_fs / "filler", "wb", buffering=0) as f:  # fill the disk to the last byte
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"\0")
+        except OSError:
+            pass
+    w = make_writer("xmp", "-", model_name="tiny")
+    with pytest.raises(OutputError) as ei:
+        with w:
+            w.write({"path": str(img), "labels": [{"label": "dog", "score": 0.5}]})
+    assert str(ei.value) == f"cannot write {img}.xmp: no space left on device"
+    assert not leftovers(small_fs) and not (small_fs / "p.jpg.xmp").exists()
+
+
+# ----------------------------------------------------------------------------- reading earlier output
+
+
+def test_read_existing_tolerates_a_crash_mark(tmp_path):
+    """F10: a truncated last line (what a killed run leaves) failed with "Expecting value", naming no file."""
+    out = tmp_path / "o.jsonl"
+    write_all("jsonl", out)
+    out.write_bytes(out.read_bytes() + b'{"path": "photos/c.jpg", "lab')
+    told = []
+    got = read_existing(out, "jsonl", warn=told.append)
+    assert sorted(got) == sorted(r["path"] for r in GOOD)  # error records are retried, so not returned
+    assert told == [f"{out}: line 5 is incomplete (an interrupted run?); ignored"]
+
+
+def test_read_existing_skips_records_without_path(tmp_path):
+    """F10: a record without "path" gave a KeyError traceback."""
+    out = tmp_path / "o.jsonl"
+    out.write_text('{"labels": []}\n{"path": "a.jpg", "labels": []}\n[1, 2]\n', encoding="utf-8")
+    told = []
+    assert list(read_existing(out, "jsonl", warn=told.append)) == ["a.jpg"]
+    assert told == [f"{out}: line 1 has no path; ignored", f"{out}: line 3 has no path; ignored"]
+
+
+@pytest.mark.parametrize("fmt,content", [("jsonl", b"path,labels\na.jpg,dog\n"), ("jsonl", b'{"path": "a"}\nnot json\n{}\n'),
+                                         ("json", b'[{"path": '), ("json", b'{"path": "a"}'),
+                                         ("jsonl", b'{"path": "caf\xe9"}\n{"path": "b"}\n')])
+def test_read_existing_names_the_file_when_foreign(tmp_path, fmt, content):
+    """F10: a foreign file or a non-UTF-8 byte gave "Expecting value: line 1 column 1" without the file's name."""
+    out = tmp_path / f"o.{fmt}"
+    out.write_bytes(content)
+    with pytest.raises(ValueError) as ei:
+        make_writer(fmt, out).previous()
+    msg = str(ei.value)
+    assert msg.startswith(f"{out}: ") and "--on-existing overwrite" in msg and "\n" not in msg
+    assert read_existing(tmp_path / "none.jsonl", "jsonl") == {}

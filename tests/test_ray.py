@@ -215,3 +215,24 @@ def test_cli_usage_errors_and_missing_ray(tiny_model, photos, monkeypatch, tmp_p
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     r = tag(photos[0], "-m", tiny_model, "--engine", "ray")
     assert r.exit_code == 2 and "pip install 'imgtag[ray]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_ray_walk_problems_and_bad_outputs_are_one_line(tiny_model, photos, tmp_path):
+    """Issue 16 with --engine ray: a symlink loop stopped the walk with a traceback; a bad -o failed after Ray
+    started; a foreign existing output gave "Expecting value" without the file's name."""
+    d = tmp_path / "two"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(photos[0].read_bytes())
+    os.symlink("self.jpg", d / "self.jpg")
+    r = tag(d, "-m", tiny_model, "--engine", "ray", "--actors", "1")
+    assert r.exit_code == 1, r.stderr
+    assert [Path(x).name for x in records(r.stdout)] == ["a.jpg"]
+    assert f"imgtag: {d / 'self.jpg'}: cannot read: too many levels of symbolic links" in r.stderr
+    assert "1 tagged, 0 skipped, 1 failed of 2" in r.stderr and "Traceback" not in r.output
+    out = tmp_path / "nodir" / "o.jsonl"
+    r = tag(d, "-m", tiny_model, "--engine", "ray", "-o", out)
+    assert r.exit_code == 1 and r.stderr.strip() == f"imgtag: error: cannot write {out}: no such directory: {out.parent}"
+    foreign = tmp_path / "o.jsonl"
+    foreign.write_text("path,labels\na.jpg,dog\n")
+    r = tag(d, "-m", tiny_model, "--engine", "ray", "-o", foreign)
+    assert r.exit_code == 2 and r.stderr.startswith(f"imgtag: error: {foreign}: line 1 is not a JSON record")

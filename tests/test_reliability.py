@@ -2,8 +2,12 @@
 full disks, signals, concurrent runs (issue 16). Process-level cases run `python -m imgtag` for real."""
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +119,282 @@ def test_broken_exif_warns_nothing(tmp_path, capfd):
         warnings.simplefilter("error")
         assert load_resized(tmp_path / "x.jpg", 16).shape == (16, 16, 3)
         assert load_pil(tmp_path / "x.jpg").size == (32, 32)
+
+
+# ----------------------------------------------------------------------------- outputs and standard streams
+
+
+def test_output_checked_before_the_model_loads(tmp_path, two, read_only_dir):
+    """F11: -o into a missing or read-only directory failed only after the model loaded, naming the temp file."""
+    for out, reason in ((tmp_path / "nodir" / "o.jsonl", f"no such directory: {tmp_path / 'nodir'}"),
+                        (read_only_dir / "o.jsonl", "(permission denied|read-only file system)")):
+        r = run(two, "-o", out, "-m", tmp_path / "no-such-model.json")  # the model would fail: the output fails first
+        assert r.exit_code == 1
+        assert re.fullmatch(f"imgtag: error: cannot write {re.escape(str(out))}: {reason}", r.stderr.strip()), r.stderr
+        assert ".tmp" not in r.stderr
+
+
+def test_foreign_existing_output_fails_before_the_model_loads(tmp_path, two):
+    """F10: a foreign file given as -o failed after the model loaded, with a message naming no file."""
+    out = tmp_path / "o.jsonl"
+    out.write_text("path,labels\na.jpg,dog\n")
+    r = run(two, "-o", out, "-m", tmp_path / "no-such-model.json")
+    assert r.exit_code == 2 and r.stderr.startswith(f"imgtag: error: {out}: line 1 is not a JSON record")
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert out.read_text() == "path,labels\na.jpg,dog\n"  # untouched
+
+
+def test_cut_off_existing_output_is_resumed(tiny_model, two, tmp_path):
+    """F10: the cut-off last line a killed run leaves gave "Expecting value" and no file name; it is now tolerated."""
+    out = tmp_path / "o.jsonl"
+    a = str(two / "a.jpg")
+    out.write_text(json.dumps({"path": a, "labels": []}) + '\n{"path": "' + str(two))
+    r = run(two, "-o", out, "--on-existing", "skip", "-m", tiny_model, "--runtime", "torch")
+    assert r.exit_code == 0, r.output
+    assert error_lines(r.stderr) == [f"imgtag: {out}: line 2 is incomplete (an interrupted run?); ignored"]
+    assert "1 tagged, 1 skipped" in r.stderr
+    assert sorted(x["path"] for x in records(out.read_text())) == [a, str(two / "b.jpg")]
+
+
+def imgtag(*args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, shell_redirect="", env=None,
+           timeout=300):
+    """`python -m imgtag ARGS` from the worktree root as a real process; shell_redirect (e.g. "2>&-") via sh."""
+    cmd = " ".join(["exec", shlex.quote(sys.executable), "-m", "imgtag", *map(shlex.quote, map(str, args)), shell_redirect])
+    return subprocess.run(["sh", "-c", cmd], cwd=ROOT, stdin=stdin, stdout=stdout, stderr=stderr,
+                          env={**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1", **(env or {})}, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_closed_stderr_does_not_corrupt_stdout(tiny_model, two):
+    """F13: with `2>&-`, error lines and the summary went into stdout, inside the JSONL."""
+    (two / "bad.jpg").write_text("not an image")
+    p = imgtag("tag", two, "-m", tiny_model, "--runtime", "torch", "-j", "0", shell_redirect="2>&-", stderr=None)
+    assert p.returncode == 1
+    recs = records(p.stdout.decode())  # every line is JSON
+    assert sorted(Path(r["path"]).name for r in recs) == ["a.jpg", "b.jpg", "bad.jpg"]
+
+
+@pytest.mark.slow
+def test_closed_or_full_stdout_is_one_line(tiny_model, two):
+    """F13/F7: `>&-` gave "RuntimeError: writer is not open"; `> /dev/full` a traceback."""
+    p = imgtag("tag", two, "-m", tiny_model, shell_redirect=">&-", stdout=None)
+    assert p.returncode == 1 and p.stderr.decode().strip() == "imgtag: error: cannot write standard output: it is closed"
+    with open("/dev/full", "wb") as full:  # always there on Linux
+        p = imgtag("tag", two, "-m", tiny_model, "--runtime", "torch", "-j", "0", "-q", stdout=full)
+    assert p.returncode == 1
+    assert p.stderr.decode().strip() == "imgtag: error: cannot write standard output: no space left on device"
+
+
+def test_closed_stdin_with_files_from_is_one_line(tiny_model):
+    """F13: `-T - <&-` gave a traceback."""
+    p = imgtag("tag", "-T", "-", "-m", tiny_model, shell_redirect="<&-", stdin=None, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.decode().strip() == "imgtag: error: --files-from -: cannot read: standard input is closed"
+
+
+def test_full_disk_output_is_one_line(tiny_model, two, small_fs):
+    """F7: `-o` on a full disk gave a traceback and left the hidden temp file."""
+    with open(small_fs / "filler", "wb", buffering=0) as f:  # fill the disk but for one block
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+    os.truncate(small_fs / "filler", os.path.getsize(small_fs / "filler") - 4096)
+    out = small_fs / "o.jsonl"
+    for i in range(40):  # 42 records with long names: more than the block left
+        (two / (f"{i:03d}" + "x" * 200 + ".jpg")).write_bytes((two / "a.jpg").read_bytes())
+    r = run(two, "-o", out, "-m", tiny_model, "--runtime", "torch", "-q", "-t", "0")
+    assert r.exit_code == 1, r.output
+    assert r.stderr.strip() == f"imgtag: error: cannot write {out}: no space left on device"
+    assert sorted(os.listdir(small_fs)) == ["filler"]  # no temp file, no lock file
+
+
+def test_sidecars_on_a_full_disk_stop_with_one_line(tiny_model, small_fs, photos):
+    """F7: `-f xmp` on a full disk gave a traceback and left temp files."""
+    for i in range(8):
+        (small_fs / f"p{i:02d}.jpg").write_bytes(photos[0].read_bytes())
+    with open(small_fs / "filler", "wb", buffering=0) as f:  # fill the disk up to the last byte
+        for size in (4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * size)
+    r = run(small_fs, "-f", "xmp", "-m", tiny_model, "--runtime", "torch", "-t", "0")
+    assert r.exit_code == 1, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(f"imgtag: error: cannot write {re.escape(str(small_fs))}/p0\\d.jpg.xmp: no space left on device", last)
+    assert not [p for p in os.listdir(small_fs) if p.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_nothing_left_outside_imgtags_cache(tiny_model, two, tmp_path):
+    """F16: a run made $TMPDIR/torchinductor_$USER (torch._dynamo, imported by timm) and onnxruntime's
+    ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db}; only imgtag's own cache may appear."""
+    tmp, cache, home = tmp_path / "tmp", tmp_path / "cache", tmp_path / "home"
+    tmp.mkdir()
+    home.mkdir()
+    env = {"TMPDIR": str(tmp), "IMGTAG_CACHE": str(cache), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    runtimes = ["torch"] + (["onnx"] if importlib.util.find_spec("onnxruntime") else [])
+    for rt in runtimes:
+        p = imgtag("tag", two, "-m", tiny_model, "--runtime", rt, "-j", "0", "-q", env=env)
+        assert p.returncode == 0, p.stderr.decode()
+    assert list(tmp.iterdir()) == []
+    left = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert not [p for p in left if "Microsoft" in p or "onnxruntime" in p], left
+
+
+def test_non_utf8_name_is_tagged_and_resumable(tiny_model, two, tmp_path):
+    """F3/B5: `caf\\xe9.jpg` aborted the run as a usage error (exit 2) after a few records, with any -o format;
+    on stdout the JSONL carried a raw 0xE9 byte; `-T LIST -0` with such a name gave a traceback."""
+    os.rename(two / "b.jpg", os.fsencode(two) + b"/caf\xe9.jpg")
+    for fmt in ("jsonl", "csv", "txt", "json"):
+        out = tmp_path / f"o.{fmt}"
+        r = run(two, "-o", out, "-m", tiny_model, "--runtime", "torch", "-q")
+        assert r.exit_code == 0, r.output
+        assert out.stat().st_size > 20
+    text = (tmp_path / "o.jsonl").read_bytes().decode("utf-8")  # valid UTF-8
+    assert sorted(os.fsencode(Path(x["path"]).name) for x in records(text)) == [b"a.jpg", b"caf\xe9.jpg"]
+    r = run(two, "-o", tmp_path / "o.jsonl", "--on-existing", "skip", "-m", tiny_model, "--runtime", "torch")
+    assert r.exit_code == 0 and "0 tagged, 2 skipped" in r.stderr  # resume recognises the name
+    lst = tmp_path / "list0"
+    lst.write_bytes(os.fsencode(two) + b"/caf\xe9.jpg\0" + os.fsencode(two) + b"/a.jpg\0")  # find -print0
+    r = run("-T", lst, "-0", "-m", tiny_model, "--runtime", "torch", "-q")
+    assert r.exit_code == 0 and r.stdout.count("\\udce9") == 1
+    r.stdout.encode("utf-8")  # what went to stdout is valid UTF-8 (CliRunner would have failed otherwise)
+
+
+# ----------------------------------------------------------------------------- options, concurrent runs, signals
+
+
+def run_main(monkeypatch, capsys, *args, env=None):
+    """imgtag's real entry point in this process (one-line usage errors live there); returns (code, stderr)."""
+    import signal
+
+    from imgtag import cli
+
+    import threading
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs quiet hooks: restored after
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    try:
+        with pytest.raises(SystemExit) as ei:
+            cli.main([*map(str, args)])
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    return ei.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd,opt,value,msg", [
+    ("tag", "--top-k", "-1", "greater than or equal to 1"), ("tag", "--top-k", "0", "greater than or equal to 1"),
+    ("tag", "-t", "2", "must be a number from 0 to 1, not 2.0"), ("tag", "-t", "nan", "must be a number from 0 to 1, not nan"),
+    ("tag", "-t", "-1", "must be a number from 0 to 1, not -1.0"), ("tag", "-b", "0", "greater than or equal to 1"),
+    ("tag", "-j", "-2", "greater than or equal to 0"), ("eval", "-t", "nan", "must be a number from 0 to 1"),
+    ("learn", "-j", "-1", "greater than or equal to 0")])
+def test_out_of_range_options_are_one_line_usage_errors(monkeypatch, capsys, two, cmd, opt, value, msg):
+    """F14: --top-k -1 silently dropped the last label; -t 2, -t nan, -t -1 and -b 0 were accepted; a usage error
+    was a three-line box."""
+    extra = {"tag": [two], "eval": [], "learn": [two, "-o", "x"]}[cmd]
+    code, err = run_main(monkeypatch, capsys, cmd, *extra, opt, value, "-m" if cmd != "learn" else "--base-model", "no-such-model")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("imgtag: error: Invalid value for") and msg in err, err
+
+
+def test_card_with_bad_input_size_is_a_model_error(tiny_model, two, tmp_path):
+    """F14: a card with input_size -5 made every image a "corrupt JPEG"."""
+    card = json.loads(Path(tiny_model).read_text())
+    card["input_size"] = -5
+    (tmp_path / "bad.json").write_text(json.dumps(card))
+    (tmp_path / "bad.safetensors").write_bytes(Path(tiny_model).with_suffix(".safetensors").read_bytes())
+    r = run(two, "-m", tmp_path / "bad")
+    assert r.exit_code == 2 and "input_size must be a whole number of pixels from 8 to 8192, not -5" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "corrupt" not in r.output
+
+
+def test_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys, two):
+    """No traceback reaches the user for anything unforeseen; IMGTAG_DEBUG=1 shows it."""
+    import imgtag.engine.tag as engine_tag
+
+    def boom(*a, **k):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(engine_tag, "run_tag", boom)
+    monkeypatch.setattr("imgtag.cli._tagger", lambda *a, **k: None)
+    code, err = run_main(monkeypatch, capsys, "tag", two)
+    assert code == 1 and err == "imgtag: error: [Errno 5] Input/output error (OSError; IMGTAG_DEBUG=1 shows the traceback)\n"
+    with pytest.raises(OSError):
+        run_main(monkeypatch, capsys, "tag", two, env={"IMGTAG_DEBUG": "1"})
+
+
+def hold_lock(out):
+    """A real process holding -o's lock, as a first run does (from before its model loads until its output is in place)."""
+    code = ("import sys, time; from imgtag.io.lock import output_lock\n"
+            "with output_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(120)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+@pytest.mark.slow
+def test_second_run_on_the_same_output_is_refused(tiny_model, two, tmp_path):
+    """F8: two runs writing the same -o both exited 0 and the last one won."""
+    out = tmp_path / "o.jsonl"
+    out.write_text("")
+    first = hold_lock(out)
+    try:
+        p = imgtag("tag", two, "-o", out, "-m", tiny_model, timeout=120)  # the second run, a real process too
+    finally:
+        first.kill()
+        first.wait()
+    assert p.returncode == 1
+    assert p.stderr.decode().strip() == (f"imgtag: error: another imgtag run is writing {out}; "
+                                         "wait for it to finish or choose another -o")
+    assert out.read_text() == ""
+    r = run(two, "-o", out, "-m", tiny_model, "--runtime", "torch", "-q")  # the kernel dropped the killed run's lock
+    assert r.exit_code == 0 and len(records(out.read_text())) == 2
+    assert sorted(os.listdir(tmp_path)) == ["o.jsonl", "two"]  # no lock or temp file left
+
+
+@pytest.fixture()
+def many(tmp_path, photos):
+    """Enough images that a run takes a while: 300 copies of the test photos."""
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(300):
+        (d / f"p{i:03d}.jpg").write_bytes(photos[i % len(photos)].read_bytes())
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_termination_signal_keeps_results(tiny_model, many, tmp_path, sig, code):
+    """F2: SIGTERM/SIGHUP (kill, timeout, systemd, docker, SLURM) lost every -o result and left a hidden .tmp file;
+    decode workers outlived the parent by ~5 s."""
+    import signal
+    import time
+
+    out = tmp_path / "o.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "imgtag", "tag", many, "-o", out, "-m", tiny_model, "--runtime", "torch",
+                          "-j", "2", "-b", "4", "-q"], cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:  # wait until records are being written
+        tmps = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+        if tmps and os.path.getsize(tmp_path / tmps[0]) > 500:
+            break
+        time.sleep(0.1)
+    assert p.poll() is None, "the run ended before it could be signalled"
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code, err
+    kept = records(out.read_text())
+    assert 0 < len(kept) < 300 and all("labels" in r for r in kept)  # a complete, valid file of what was done
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp") or f.endswith(".lock")]
+    assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):  # no decode worker is left in the run's process group
+        os.killpg(p.pid, 0)
+    r = run(many, "-o", out, "--on-existing", "skip", "-m", tiny_model, "--runtime", "torch", "-j", "0")
+    assert r.exit_code == 0 and f"{len(kept)} skipped" in r.stderr  # resume from what was kept
+    assert len(records(out.read_text())) == 300

@@ -12,13 +12,14 @@ An engine turns paths into result records (io/records.py); this module does ever
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from imgtag.io.discover import shard
-from imgtag.io.writers import WriteFailed, Writer, make_writer
+from imgtag.io.discover import iter_image_paths, shard
+from imgtag.io.writers import OutputError, WriteFailed, Writer, make_writer
 
 ON_EXISTING = ("skip", "merge", "overwrite")
 
@@ -73,6 +74,34 @@ class Progress:
         self.p.stop()
 
 
+def discover(inputs: list[str], recursive: bool, shard_spec: tuple[int, int] | None) -> tuple[list[str], list[str]]:
+    """The image paths of this run (sharded by a spelling-independent key) and the walk's problems, each
+    already reported on stderr as one line "path: reason" (missing listed files, FIFOs, unreadable
+    directories, symlink loops); they count as failed files."""
+    failed: list[str] = []
+
+    def on_error(path: str, reason: str) -> None:
+        failed.append(f"{path}: {reason}")
+        report_error(failed[-1])
+    paths = [str(p) for p in iter_image_paths(inputs, recursive=recursive, on_error=on_error, shard_spec=shard_spec)]
+    return paths, failed
+
+
+def check_output(fmt: str, output: str, on_existing: str, **options) -> Writer:
+    """Everything about ``--format``/``-o`` that can fail, checked before the model loads: the format fits the
+    destination (ValueError), the destination can be written (:class:`OutputError`: a missing or read-only
+    directory, a closed stdout), and an earlier output to resume or merge from is this format's (ValueError,
+    one line naming the file). Returns the (not yet opened) writer."""
+    from imgtag.io.writers import check_output as writable
+
+    writer = open_output(fmt, output, on_existing, **options)
+    if not writer.beside_images:
+        writable(output)
+        if on_existing != "overwrite":
+            writer.previous()  # read again by plan_run, which reports what it tolerates
+    return writer
+
+
 def open_output(fmt: str, output: str, on_existing: str, **options) -> Writer:
     """The (not yet opened) writer for ``--format``/``-o``; ValueError for options that do not fit."""
     if on_existing not in ON_EXISTING:
@@ -106,7 +135,7 @@ def plan_run(paths: list[str], writer: Writer, on_existing: str, shard_spec: tup
     """Shard the discovered paths, read earlier results and pick what to tag (see the module docstring)."""
     if shard_spec:
         paths = [str(p) for p in shard(paths, *shard_spec)]
-    previous = {} if on_existing == "overwrite" else writer.previous()
+    previous = {} if on_existing == "overwrite" else writer.previous(warn=report_error)
     todo = [p for p in paths if not writer.done(p, previous)] if on_existing == "skip" else list(paths)
     return Plan(paths, previous, todo, TagSummary(total=len(paths), skipped=len(paths) - len(todo)))
 
@@ -118,20 +147,24 @@ def write_results(records: Iterable[dict], writer: Writer | None, plan: Plan, de
     ``writer=None``: the records were written where they were made (the Ray actors' sidecars); only counted.
     ``known_paths=False`` (inputs listed by the engine as it goes, e.g. a bucket): the total grows with the
     results, and earlier records of paths this run did not see are kept, written after the new ones.
-    Exceptions other than Ctrl-C propagate after the output is closed with the records completed so far.
+    On Ctrl-C (and SIGTERM/SIGHUP, see cli.main) the output is finished with every record completed so far.
+    :class:`OutputError` (the output itself cannot be written: full disk, closed stdout) propagates after the
+    writer is aborted (no temp file left, an existing output untouched); other exceptions propagate after the
+    output is closed with the records completed so far.
     """
     summary = plan.summary
     redo = set(plan.todo)
     seen: set[str] = set()
     writer = writer or _NoOutput()
     writer.open()
-    if known_paths:
-        for p, r in plan.previous.items():  # keep earlier results of images this run does not re-tag
-            if p not in redo:
-                writer.write(r)
     t0 = time.time()
-    progress = None if quiet else Progress(console, len(plan.todo) if known_paths else None, description)
+    progress = None
     try:
+        if known_paths:
+            for p, r in plan.previous.items():  # keep earlier results of images this run does not re-tag
+                if p not in redo:
+                    writer.write(r)
+        progress = None if quiet else Progress(console, len(plan.todo) if known_paths else None, description)
         for rec in records:
             seen.add(rec["path"])
             if "error" in rec:
@@ -147,14 +180,28 @@ def write_results(records: Iterable[dict], writer: Writer | None, plan: Plan, de
                 summary.total = summary.tagged + len(summary.failed) + summary.skipped
             if progress:
                 progress.advance(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM/SIGHUP (cli.main turns them into this)
         summary.interrupted = True
         report_error(f"interrupted: {summary.tagged} images done; rerun with --on-existing skip to resume")
+    except OutputError:  # the output itself failed (full disk): the writer is aborted, no temp file left
+        writer.abort()
+        raise
+    except BaseException:  # e.g. the Ray job failed: keep what was completed, then tell
+        _finish(writer, plan, seen, known_paths)
+        raise
     finally:
         if progress:
             progress.stop()
-        if not known_paths:  # earlier results not re-tagged, kept last
-            for p in [p for p in plan.previous if p not in seen]:
-                writer.write(plan.previous[p])
-        writer.close()  # complete records only: safe to resume from
+        close = getattr(records, "close", None)
+        if close is not None:  # a generator: stop the engine now (decode workers end with the run, not after it)
+            with contextlib.suppress(Exception):
+                close()
+    _finish(writer, plan, seen, known_paths)
     return summary.finish(t0, quiet)
+
+
+def _finish(writer: Writer, plan: Plan, seen: set[str], known_paths: bool) -> None:
+    if not known_paths:  # earlier results not re-tagged, kept last
+        for p in [p for p in plan.previous if p not in seen]:
+            writer.write(plan.previous[p])
+    writer.close()  # complete records only: safe to resume from

@@ -12,22 +12,8 @@ The steps around tagging are engine/pipeline.py's, shared with the Ray engine (t
 """
 from __future__ import annotations
 
-from imgtag.engine.pipeline import TagSummary, open_output, plan_run, report_error, write_results
-from imgtag.io.discover import iter_image_paths
+from imgtag.engine.pipeline import TagSummary, discover, open_output, plan_run, write_results
 from imgtag.runtime.tagger import Tagger
-
-
-def discover(inputs: list[str], recursive: bool, shard_spec: tuple[int, int] | None) -> tuple[list[str], list[str]]:
-    """The image paths of this run (sharded by a spelling-independent key) and the walk's problems, each
-    already reported on stderr as one line "path: reason" (missing listed files, FIFOs, unreadable
-    directories, symlink loops); they count as failed files."""
-    failed: list[str] = []
-
-    def on_error(path: str, reason: str) -> None:
-        failed.append(f"{path}: {reason}")
-        report_error(failed[-1])
-    paths = [str(p) for p in iter_image_paths(inputs, recursive=recursive, on_error=on_error, shard_spec=shard_spec)]
-    return paths, failed
 
 
 def run_tag(inputs: list[str], tagger: Tagger, fmt: str = "jsonl", output: str = "-", on_existing: str = "merge",

@@ -13,7 +13,7 @@ import logging
 import warnings
 from contextlib import contextmanager
 
-from imgtag.engine.pipeline import TagSummary, open_output, plan_run, report_error, write_results
+from imgtag.engine.pipeline import TagSummary, discover, open_output, plan_run, report_error, write_results
 from imgtag.io.records import make_record
 from imgtag.io.writers import is_uri, parquet_labels
 
@@ -68,7 +68,7 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
     except ImportError as e:
         raise RayMissing(INSTALL_HINT) from e
     from imgtag.card import ModelFileError, read_card, read_weights, resolve_model
-    from imgtag.io.discover import image_extensions, iter_image_paths
+    from imgtag.io.discover import image_extensions
     from imgtag.runtime.ray_tagger import tag_dataset
 
     try:  # a broken model file fails here, not in every actor
@@ -88,8 +88,10 @@ def run_tag_ray(inputs: list[str], model: str | None = None, fmt: str = "jsonl",
 
     def uri(path: str) -> str:  # Ray reports bucket/key: results name the object by its URI
         return path if not scheme or "://" in path else scheme + path
-    paths = [] if uris else [str(p) for p in iter_image_paths(inputs, recursive=recursive)]
-    plan = plan_run(paths, writer, on_existing, shard_spec)
+    paths, walk_failed = ([], []) if uris else discover(inputs, recursive, shard_spec)  # problems: one line each
+    plan = plan_run(paths, writer, on_existing, None)
+    plan.summary.failed += walk_failed
+    plan.summary.total += len(walk_failed)
     sidecars = writer.beside_images  # the actors write them, beside the images on the shared mount
     with _ray_session(ray, address, quiet_stdout=output == "-" and not sidecars) as started:
         res = ray.cluster_resources()

@@ -1,4 +1,4 @@
-"""Output writers for tagging results: one registry (:data:`WRITERS`), the CLI's ``--format`` choices.
+r"""Output writers for tagging results: one registry (:data:`WRITERS`), the CLI's ``--format`` choices.
 
 A record is built by :func:`imgtag.io.records.make_record`: ``{"path": str, "labels": [{"label": str,
 "score": float}, ...]}`` or, for a file that failed, ``{"path": str, "error": str}``. Writers sort labels by
@@ -18,9 +18,16 @@ score (descending, stable) and round scores to 4 decimals. Formats:
 
 Error records are written by jsonl/json/parquet only; csv/txt/xmp skip them (the CLI reports errors on stderr).
 
+File names that are not valid UTF-8 (e.g. `caf\xe9.jpg` from a Latin-1 disk; Python holds each undecodable byte
+as a lone surrogate U+DC80..U+DCFF, as os.listdir does) are written losslessly, never refused: JSON/JSONL escape
+them as `\udcNN` (valid JSON and UTF-8; `os.fsencode(json.loads(line)["path"])` gives the exact bytes back, and
+resuming from such output matches the files again), TXT writes `\xNN`, CSV the raw bytes, Parquet `\udcNN`.
+
 Destination: a path, written atomically (io/atomic.py: temp file + fsync + os.replace at close(); an exception
 or KeyboardInterrupt inside `with make_writer(...)`, or abort(), removes the temp file and leaves an existing
-output untouched), or "-" for stdout.
+output untouched), or "-" for stdout. A failure to write the output itself (full disk, closed or full stdout,
+missing or read-only directory) raises :class:`OutputError`, one line naming the output and the reason; the
+writer is aborted first, so no temp file is left.
 
 A new format is one class here with ``@register_writer``: ``fmt``, ``help`` and ``_write`` (plus ``_begin`` /
 ``_end``, ``previous`` when its files can be resumed from).
@@ -29,8 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import IO, ClassVar
 
@@ -42,6 +53,63 @@ Record = dict
 
 class WriteFailed(Exception):
     """One record could not be written (e.g. a sidecar); str() is one line naming the file. The run goes on."""
+
+
+class OutputError(Exception):
+    """The results cannot be written at all (full disk, closed stdout, bad -o); str() is one line:
+    "cannot write OUTPUT: reason". The run stops (exit 1); records written so far elsewhere stay."""
+
+    def __init__(self, dest: str, reason: str):
+        self.dest, self.reason = str(dest), reason
+        super().__init__(f"cannot write {'standard output' if self.dest == '-' else self.dest}: {reason}")
+
+
+# a sidecar write failing with one of these stops the run: every later sidecar would fail the same way
+OUTPUT_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def reason_of(e: BaseException) -> str:
+    """An exception as the reason part of one line ("no space left on device")."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror[:1].lower() + e.strerror[1:]
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _closed_file(e: BaseException) -> bool:
+    return isinstance(e, ValueError) and "closed file" in str(e)
+
+
+def check_output(dest: str | Path) -> None:
+    """Raise :class:`OutputError` unless ``dest`` ("-" = stdout) can be written: its directory exists and takes
+    a new file, and it is not a directory. Cheap (one empty temp file made and removed); called before slow work
+    such as loading a model, so a typo in -o fails at once and names the user's path, not a temp file."""
+    dest = str(dest)
+    if dest == "-":
+        if sys.stdout is None:
+            raise OutputError(dest, "it is closed")
+        return
+    if is_uri(dest):
+        return
+    parent = os.path.dirname(dest) or "."
+    if os.path.isdir(dest):
+        raise OutputError(dest, "is a directory")
+    if not os.path.isdir(parent):
+        raise OutputError(dest, f"no such directory: {parent}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise OutputError(dest, reason_of(e)) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_text(obj, **kw) -> str:
+    """JSON with non-ASCII kept readable, except lone surrogates (undecodable bytes of a file name), escaped as
+    \\udcNN so the text encodes as UTF-8 and json.loads gives the same string back."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(obj, ensure_ascii=False, **kw))
 
 
 def is_uri(dest) -> bool:
@@ -62,14 +130,58 @@ def _clean(record: Record) -> Record:
     return make_record(record["path"], _labels(record))
 
 
-def _read_records(dest: str, fmt: str) -> dict[str, Record]:
-    """Records with labels of an earlier jsonl/json run in ``dest`` ({} when there is none)."""
-    p = Path(dest)
-    if dest == "-" or not p.exists():
+def read_existing(dest: str | Path, fmt: str, warn=None) -> dict[str, Record]:
+    """The records with labels of an earlier jsonl/json output ``dest``, by path ({} for "-" or no file), for
+    ``--on-existing skip`` (resume) and ``merge``.
+
+    Tolerant of what a crash or a person leaves: a cut-off last JSONL line (what a killed writer leaves) is
+    ignored and a record without a "path" skipped, each told to ``warn(one line naming the file)``. Anything else
+    that is not imgtag output (a foreign file, a bad line in the middle, unreadable) raises ValueError, one line
+    naming the file, so it is found before the model loads."""
+    dest = str(dest)
+    if dest == "-" or is_uri(dest) or not os.path.lexists(dest):
         return {}
-    text = p.read_text(encoding="utf-8")
-    recs = [json.loads(line) for line in text.splitlines() if line.strip()] if fmt == "jsonl" else json.loads(text or "[]")
-    return {r["path"]: r for r in recs if "labels" in r}
+    warn = warn or (lambda msg: None)
+    try:
+        with open(dest, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read the existing output {dest}: {reason_of(e)}") from None
+    text = data.decode("utf-8", "surrogateescape")  # a stray byte fails only its own record
+    hint = "not imgtag output? use --on-existing overwrite or another -o"
+    recs = []
+    if fmt == "jsonl":
+        lines = text.split("\n")
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                if _SURROGATE.search(line):
+                    raise ValueError("not UTF-8")
+                recs.append((n, json.loads(line)))
+            except ValueError as e:
+                if n == len(lines) and line.startswith("{"):  # the last line, no newline after it: cut short by a crash
+                    warn(f"{dest}: line {n} is incomplete (an interrupted run?); ignored")
+                    continue
+                raise ValueError(f"{dest}: line {n} is not a JSON record ({e}); {hint}") from None
+    else:
+        try:
+            if _SURROGATE.search(text):
+                raise ValueError("not UTF-8")
+            doc = json.loads(text) if text.strip() else []
+            if not isinstance(doc, list):
+                raise ValueError(f"a JSON {type(doc).__name__}")
+        except ValueError as e:
+            raise ValueError(f"{dest}: not a JSON array of records ({e}); {hint}") from None
+        recs = list(enumerate(doc, 1))
+    out = {}
+    for n, r in recs:
+        if not isinstance(r, dict) or not isinstance(r.get("path"), str):
+            warn(f"{dest}: {'line' if fmt == 'jsonl' else 'record'} {n} has no path; ignored")
+            continue
+        if isinstance(r.get("labels"), list):
+            out[r["path"]] = r
+    return out
 
 
 class Writer:
@@ -93,9 +205,10 @@ class Writer:
         self._atomic: AtomicFile | None = None
 
     # ---- resume ------------------------------------------------------------------------------------------
-    def previous(self) -> dict[str, Record]:
+    def previous(self, warn=None) -> dict[str, Record]:
         """Records of an earlier run at the destination, by path (those with labels; failures are retried).
-        Formats that cannot be resumed from give {}."""
+        Formats that cannot be resumed from give {}. ValueError (one line naming the file) when the file there
+        is not this format's output; ``warn(line)`` hears about what is tolerated (a cut-off last line)."""
         return {}
 
     def done(self, path: str, previous: dict[str, Record]) -> bool:
@@ -103,33 +216,70 @@ class Writer:
         return path in previous
 
     # ---- writing -----------------------------------------------------------------------------------------
+    errors = "strict"  # how the text encoding treats lone surrogates (non-UTF-8 names; see the module docstring)
+
     def open(self) -> "Writer":
+        """Open the destination; :class:`OutputError` (one line naming it) when it cannot be written."""
+        try:
+            self._open()
+        except OSError as e:
+            self.abort()
+            parent = os.path.dirname(self.dest) or "."
+            if isinstance(e, FileNotFoundError) and self.dest != "-" and not os.path.isdir(parent):
+                raise OutputError(self.dest, f"no such directory: {parent}") from None
+            raise OutputError(self.dest, reason_of(e)) from None
+        except ValueError as e:
+            if not _closed_file(e):
+                raise
+            self.abort()
+            raise OutputError(self.dest, "it is closed") from None
+        return self
+
+    def _open(self) -> None:
         if self.dest == "-":
+            if sys.stdout is None:  # started with stdout closed (>&-)
+                raise OutputError(self.dest, "it is closed")
             self.f = sys.stdout
+            if self.errors != "strict" and hasattr(self.f, "reconfigure"):
+                self.f.reconfigure(errors=self.errors)
         else:
             self._atomic = AtomicFile(self.dest, "w", encoding="utf-8", newline=self.newline)
             self.f = self._atomic.file
+            if self.errors != "strict":
+                self.f.reconfigure(errors=self.errors)
         self._begin()
-        return self
 
     def write(self, record: Record) -> None:
-        """Write one record; raises :class:`WriteFailed` when this record (only) could not be written."""
+        """Write one record; raises :class:`WriteFailed` when this record (only) could not be written, and
+        :class:`OutputError` (after aborting: no temp file left) when the output itself fails (full disk)."""
         if self.f is None:
-            raise RuntimeError("writer is not open")
-        self._write(record)
+            raise RuntimeError("writer is not open")  # a bug: open() failing raised OutputError already
+        try:
+            self._write(record)
+        except (OSError, ValueError) as e:
+            if isinstance(e, ValueError) and not _closed_file(e):
+                raise
+            self.abort()
+            raise OutputError(self.dest, reason_of(e) if isinstance(e, OSError) else "it is closed") from None
 
     def close(self) -> None:
-        """Finish the output; for a file destination, atomically move it into place."""
+        """Finish the output; for a file destination, atomically move it into place. :class:`OutputError`
+        (after aborting) when that fails."""
         if self.f is None:
             return
         try:
             self._end()
             self.f.flush()
+            if self._atomic:
+                self._atomic.commit()
+        except (OSError, ValueError) as e:
+            self.abort()
+            if isinstance(e, ValueError) and not _closed_file(e):
+                raise
+            raise OutputError(self.dest, reason_of(e) if isinstance(e, OSError) else "it is closed") from None
         except BaseException:
             self.abort()
             raise
-        if self._atomic:
-            self._atomic.commit()
         self.f = None
 
     def abort(self) -> None:
@@ -172,11 +322,11 @@ def register_writer(cls: type[Writer]) -> type[Writer]:
 class JsonlWriter(Writer):
     fmt, help = "jsonl", "JSON Lines, one record per image as it completes"
 
-    def previous(self):
-        return _read_records(self.dest, self.fmt)
+    def previous(self, warn=None):
+        return read_existing(self.dest, self.fmt, warn)
 
     def _write(self, record):
-        self.f.write(json.dumps(_clean(record), ensure_ascii=False) + "\n")
+        self.f.write(_json_text(_clean(record)) + "\n")
         self.f.flush()
 
 
@@ -184,8 +334,8 @@ class JsonlWriter(Writer):
 class JsonWriter(Writer):
     fmt, help = "json", "one JSON array"
 
-    def previous(self):
-        return _read_records(self.dest, self.fmt)
+    def previous(self, warn=None):
+        return read_existing(self.dest, self.fmt, warn)
 
     def _begin(self):
         self.records: list[Record] = []
@@ -194,14 +344,14 @@ class JsonWriter(Writer):
         self.records.append(_clean(record))
 
     def _end(self):
-        json.dump(self.records, self.f, ensure_ascii=False, indent=1)
-        self.f.write("\n")
+        self.f.write(_json_text(self.records, indent=1) + "\n")
 
 
 @register_writer
 class CsvWriter(Writer):
     fmt, help = "csv", "path,labels,scores,label_paths ('|'-joined)"
     newline = ""
+    errors = "surrogateescape"  # a non-UTF-8 name is written as its raw bytes
 
     def _begin(self):
         self.csv = csv.writer(self.f, lineterminator="\n")
@@ -217,6 +367,8 @@ class CsvWriter(Writer):
         # csv quotes a field with "\n" but not one with a lone "\r" when the terminator is "\n"; a reader would end
         # the row there, so such rows are written fully quoted. A '|' or '\\' inside a label is escaped ('\\|', '\\\\').
         (self.csv_quoted if any("\r" in f for f in row) else self.csv).writerow(row)
+        if self.dest == "-":
+            self.f.flush()  # a full or closed stdout fails here, on this record, not at exit
 
 
 def _csv_escape(s: str) -> str:
@@ -232,6 +384,8 @@ class TxtWriter(Writer):
             return
         labels = ",".join(_txt_escape(lab.label, label=True) for lab in _labels(record))
         self.f.write(f"{_txt_escape(str(record['path']))}\t{labels}\n")
+        if self.dest == "-":
+            self.f.flush()
 
 
 _TXT_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", ",": "\\,"}
@@ -251,6 +405,11 @@ def _txt_escape(s: str, label: bool = False) -> str:
     return "".join(out)
 
 
+def _unescape(path: str) -> str:
+    """A Parquet path back to the name: ``\\udcNN`` → the lone surrogate it stands for (see parquet_row)."""
+    return re.sub(r"\\u(dc[89a-f][0-9a-f])", lambda m: chr(int(m.group(1), 16)), path) if "\\u" in path else path
+
+
 PARQUET_HINT = "--format parquet needs pyarrow: pip install pyarrow (or 'imgtag[ray]')"
 
 
@@ -266,8 +425,10 @@ def parquet_schema():
 def parquet_row(record: Record) -> dict:
     """A record as a Parquet row: labels sorted by score (scores kept at full precision)."""
     labels = sorted(record_labels(record), key=lambda lab: -lab.score)
-    return {"path": str(record["path"]), "labels": [lab.label for lab in labels],
-            "scores": [float(lab.score) for lab in labels], "error": str(record.get("error") or ""),
+    path = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(record["path"]))  # Arrow strings are UTF-8
+    return {"path": path, "labels": [lab.label for lab in labels],
+            "scores": [float(lab.score) for lab in labels],
+            "error": _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(record.get("error") or "")),
             "label_paths": [lab.path or lab.label for lab in labels]}
 
 
@@ -287,17 +448,24 @@ class ParquetWriter(Writer):
     to_stdout, uris = False, True
     row_group = 1024
 
-    def previous(self):
+    def previous(self, warn=None):
         if is_uri(self.dest) or not Path(self.dest).exists():
             return {}
         import pyarrow.parquet as pq
 
         from .records import make_record
 
-        return {r["path"]: make_record(r["path"], parquet_labels(r))
-                for r in pq.read_table(self.dest).to_pylist() if not r["error"]}
+        try:
+            rows = pq.read_table(self.dest).to_pylist()
+            return {_unescape(r["path"]): make_record(_unescape(r["path"]), parquet_labels(r))
+                    for r in rows if not r["error"]}
+        except ImportError as e:
+            raise ValueError(PARQUET_HINT) from e
+        except Exception as e:  # noqa: BLE001 - pyarrow's errors: ArrowInvalid, OSError, KeyError for a foreign table
+            raise ValueError(f"{self.dest}: not an imgtag Parquet file ({reason_of(e)}); "
+                             "use --on-existing overwrite or another -o") from None
 
-    def open(self):
+    def _open(self):
         try:
             import pyarrow.fs as pafs
             import pyarrow.parquet as pq
@@ -311,7 +479,6 @@ class ParquetWriter(Writer):
             self._atomic = AtomicFile(self.dest, "wb", encoding=None)
             self.f = self._atomic.file
         self.pq = pq.ParquetWriter(self.f, self.schema)
-        return self
 
     def _write(self, record):
         self.rows.append(parquet_row(record))
@@ -331,13 +498,16 @@ class ParquetWriter(Writer):
         try:
             self._flush()
             self.pq.close()
+            if self._atomic:
+                self._atomic.commit()
+            else:
+                self.f.close()
+        except OSError as e:
+            self.abort()
+            raise OutputError(self.dest, reason_of(e)) from None
         except BaseException:
             self.abort()
             raise
-        if self._atomic:
-            self._atomic.commit()
-        else:
-            self.f.close()
         self.f = None
 
     def abort(self):
@@ -367,14 +537,42 @@ class XmpWriter(Writer):
         self.mode = "overwrite" if on_existing == "overwrite" else "merge"
         self.model_name, self.keyword_root = model_name, keyword_root
         self.namer = SidecarNamer(sidecar_naming)  # one per run: caches each folder's images by stem
+        self._listed: dict[str, frozenset[str]] = {}
 
     def done(self, path, previous):
+        """Whether imgtag already tagged the image (its sidecar has imgtag:Model or imgtag:Scores, even with no
+        label). Fast for big collections (issue 16: 98k paths took 13.8 s): each folder is listed once, an image
+        with no ``.xmp`` beside it under its name or stem is not looked at further, a UTF-8 sidecar without the
+        bytes "imgtag" cannot be imgtag's and one with ``imgtag:Model``/``imgtag:Scores`` is; only the rest are
+        parsed. An unreadable or broken sidecar counts as not done: tagging it reports it on one line."""
         from .xmp import XmpError, is_tagged
 
+        folder, name = os.path.split(str(path))
+        names = self._sidecars(folder or ".")
+        if (name + ".xmp").lower() not in names and (os.path.splitext(name)[0] + ".xmp").lower() not in names:
+            return False
         try:
-            return is_tagged(path, self.namer)
+            side = self.namer(path)
+            data = side.read_bytes()
+            if b"\0" not in data:  # UTF-8, not UTF-16: the bytes tell without parsing
+                if b"imgtag" not in data:
+                    return False
+                if re.search(rb"<imgtag:(Model|Scores)>|\simgtag:(Model|Scores)=", data):
+                    return True
+            return is_tagged(side, self.namer)
         except (XmpError, OSError):  # unreadable sidecar: tag again; writing it then reports the problem
             return False
+
+    def _sidecars(self, folder: str) -> frozenset[str]:
+        """The folder's ``*.xmp`` names, lower-cased (listed once per run)."""
+        names = self._listed.get(folder)
+        if names is None:
+            try:
+                names = frozenset(n.lower() for n in os.listdir(folder) if n[-4:].lower() == ".xmp")
+            except OSError:
+                names = frozenset()
+            self._listed[folder] = names
+        return names
 
     def open(self):
         self.f = sys.stderr  # nothing is written here; marks the writer open
@@ -388,7 +586,14 @@ class XmpWriter(Writer):
         try:
             write_sidecar(record["path"], record_labels(record), mode=self.mode, keyword_root=self.keyword_root,
                           model_name=self.model_name, naming=self.namer)
-        except (XmpError, OSError, ValueError) as e:
+            self._listed.pop(os.path.dirname(str(record["path"])) or ".", None)  # a new sidecar there
+        except OSError as e:
+            if e.errno in OUTPUT_FULL:  # a full or read-only disk: every later sidecar would fail too
+                raise OutputError(str(self.namer(record["path"])), reason_of(e)) from None
+            raise WriteFailed(f"{record['path']}: sidecar not written: {reason_of(e)}") from e
+        except (XmpError, ValueError) as e:
+            if isinstance(e.__cause__, OSError) and e.__cause__.errno in OUTPUT_FULL:
+                raise OutputError(record["path"], reason_of(e.__cause__)) from None
             raise WriteFailed(f"{record['path']}: sidecar not written: {e}") from e
 
     def close(self):

@@ -44,6 +44,8 @@ def _require():
         import onnxruntime
     except ImportError as e:
         raise ImportError(INSTALL_HINT) from e
+    if hasattr(onnxruntime, "disable_telemetry_events"):  # an offline tool sends no usage events (see imgtag/__init__)
+        onnxruntime.disable_telemetry_events()
     return onnx, onnxruntime
 
 

@@ -398,3 +398,18 @@ def test_termination_signal_keeps_results(tiny_model, many, tmp_path, sig, code)
     r = run(many, "-o", out, "--on-existing", "skip", "-m", tiny_model, "--runtime", "torch", "-j", "0")
     assert r.exit_code == 0 and f"{len(kept)} skipped" in r.stderr  # resume from what was kept
     assert len(records(out.read_text())) == 300
+
+
+def test_untag_and_learn_walk_problems_are_one_line(two, capsys):
+    """Issue 16 (F1) for `imgtag untag` and `imgtag learn`: a symlink loop stopped the walk with a traceback."""
+    from imgtag.cli import app
+    from imgtag.engine.learn import LearnConfig, collect
+
+    os.symlink("self.jpg", two / "self.jpg")
+    r = runner.invoke(app, ["untag", str(two)])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.splitlines()[0] == f"imgtag: {two / 'self.jpg'}: cannot read: too many levels of symbolic links"
+    labels = collect([str(two)], LearnConfig(out="x"))
+    assert labels.problems == [f"{two / 'self.jpg'}: cannot read: too many levels of symbolic links"]
+    with pytest.raises(FileNotFoundError, match="no such file or directory"):  # a missing argument: a usage error
+        collect([str(two / "gone")], LearnConfig(out="x"))

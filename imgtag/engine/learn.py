@@ -125,7 +125,10 @@ def collect(inputs, cfg: LearnConfig, recursive: bool = True) -> Labels:
     from imgtag.io.discover import iter_image_paths
 
     problems: list[str] = []
-    paths = list(iter_image_paths(inputs, recursive=recursive))
+    for p in inputs:  # a missing argument is a usage error; problems inside the folders are one line each
+        if not os.path.lexists(p):
+            raise FileNotFoundError(f"no such file or directory: {p}")
+    paths = list(iter_image_paths(inputs, recursive=recursive, on_error=lambda p, why: problems.append(f"{p}: {why}")))
     if cfg.hold_out:
         from imgtag.data.library import in_split
 

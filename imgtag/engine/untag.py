@@ -34,7 +34,7 @@ class UntagSummary:
                 f"{len(self.failed)} failed")
 
 
-def _sidecars(inputs, namer: SidecarNamer, recursive: bool):
+def _sidecars(inputs, namer: SidecarNamer, recursive: bool, on_error=None):
     """Each sidecar once: those of the images, and the *.xmp files found in the folders or given."""
     seen: set[str] = set()
 
@@ -48,7 +48,7 @@ def _sidecars(inputs, namer: SidecarNamer, recursive: bool):
         if inp.suffix.lower() == ".xmp" and not inp.is_dir():
             yield from once(inp)
             continue
-        for image in iter_image_paths([inp], recursive=recursive):
+        for image in iter_image_paths([inp], recursive=recursive, on_error=on_error):
             yield from once(namer(image))
         if inp.is_dir():
             walk = os.walk(inp) if recursive else [(str(inp), [], os.listdir(inp))]
@@ -64,7 +64,14 @@ def run_untag(inputs: list[str], sidecar_naming: str = "auto", recursive: bool =
     """Untag the sidecars of ``inputs`` (images, folders, or .xmp files); see the module docstring."""
     namer = SidecarNamer(sidecar_naming)
     summary = UntagSummary()
-    for side in _sidecars(inputs, namer, recursive):
+    for p in inputs:  # a missing argument is a usage error; problems inside the folders are one line each
+        if not os.path.lexists(p):
+            raise FileNotFoundError(f"no such file or directory: {p}")
+
+    def walk_problem(path: str, why: str) -> None:
+        summary.failed.append(f"{path}: {why}")
+        print(f"imgtag: {summary.failed[-1]}", file=sys.stderr, flush=True)
+    for side in _sidecars(inputs, namer, recursive, walk_problem):
         try:
             status = untag_sidecar(side)
         except (XmpError, OSError) as e:

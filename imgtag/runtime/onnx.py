@@ -65,6 +65,22 @@ def physical_cores() -> int:
     return max(1, logical // per_core)
 
 
+def default_threads() -> int:
+    """Inference threads for the CPU runners: ``$IMGTAG_THREADS`` (or the older ``$IMGTAG_ORT_THREADS``) when set;
+    else all physical cores on an idle machine, but ONE when other jobs already keep the cores busy (1-minute load
+    average ≥ physical cores): a convolution split over threads waits at every layer for its slowest thread,
+    which another job has pre-empted (measured: benchmarks/RESULTS.md, "Threads and batch")."""
+    env = os.environ.get("IMGTAG_THREADS") or os.environ.get("IMGTAG_ORT_THREADS")
+    if env:
+        return max(1, int(env))
+    cores = physical_cores()
+    try:
+        busy = os.getloadavg()[0] >= cores
+    except OSError:  # no load average on this platform
+        busy = False
+    return 1 if busy and cores > 1 else cores
+
+
 def onnx_cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
@@ -88,11 +104,11 @@ def _probe(n: int, h: int, w: int) -> torch.Tensor:
 
 
 def session_options(ort, threads: int | None = None):
-    """ALL graph optimisations, sequential, intra-op threads = ``threads`` or $IMGTAG_ORT_THREADS or physical cores."""
+    """ALL graph optimisations, sequential, intra-op threads = ``threads`` or :func:`default_threads`."""
     o = ort.SessionOptions()
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    o.intra_op_num_threads = threads or int(os.environ.get("IMGTAG_ORT_THREADS") or 0) or physical_cores()
+    o.intra_op_num_threads = threads or default_threads()
     o.inter_op_num_threads = 1
     # idle threads sleep instead of spinning: they would take CPU from the decode workers and from other jobs
     # (2 cores, shared: 24.6 vs 19.9 img/s model-only, 18.9 vs 16.9 end to end; see benchmarks/RESULTS.md)
@@ -306,7 +322,7 @@ class OnnxRunner:
     weights sha256, architecture, normalisation, input size and the imgtag/torch/opset versions, so a changed
     model file never runs a stale graph and later runs only load it (~0.3 s); the cache keeps the
     :data:`CACHE_KEEP` most recently used graphs. ``threads``: ORT intra-op threads
-    (default: $IMGTAG_ORT_THREADS, else physical cores). ``exported``: whether this instance had to export.
+    (default: :func:`default_threads`). ``exported``: whether this instance had to export.
     The model must be on the CPU (``load_model`` puts it there).
     """
 
@@ -329,7 +345,7 @@ class OnnxRunner:
         _, ort = _require()
         self.precision = precision or "fp32"
         self.ort, self.card = ort, card
-        self.threads = threads or int(os.environ.get("IMGTAG_ORT_THREADS") or 0) or physical_cores()
+        self.threads = threads or default_threads()
         self.sha = weights_id(net, card)
         self.exported = False
         if self.precision == "int8":  # the model's shipped int8 graph, with its own thresholds

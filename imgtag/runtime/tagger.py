@@ -27,6 +27,7 @@ from imgtag.models.model import load_model
 from imgtag.runtime.device import pick_device
 from imgtag.runtime.loader import ImageFiles, decode_jpegs, default_workers, loader, read_chw
 from imgtag.runtime.memory import keep_freed_memory
+from imgtag.runtime.precision import plan
 from imgtag.runtime.registry import auto_order, get_runner
 from imgtag.runtime.selection import make_selector, sigmoid
 
@@ -44,10 +45,11 @@ class Prediction:
 
 
 def make_runner(runtime: str, net, card, device: torch.device, precision: str | None = None, **kw):
-    """``(runner, reason)``: the runner ``runtime`` names (or, for ``auto``, the first of
-    :func:`~imgtag.runtime.registry.auto_order` that is available and builds) and why it was taken; for an
-    automatic fallback the reason is why the preferred one was not. RuntimeError/ValueError when a named
-    runner cannot run here (one line)."""
+    """``(runner, reason, first)``: the runner for ``runtime`` (a name or ``auto``) and ``precision`` (None: on the
+    CPU the card's measured default, :func:`~imgtag.runtime.precision.plan`), why it was taken (for a fallback:
+    why the preferred one was not) and whether it was the first choice. ``auto`` tries the plan in order (a runtime
+    that is not installed, cannot express the model, fails parity or lacks the precision's graph/thresholds is
+    passed over); a named runtime with a named precision must work: RuntimeError/ValueError (one line)."""
     if runtime != "auto":
         cls = get_runner(runtime)
         reason = cls.available(device)
@@ -55,23 +57,29 @@ def make_runner(runtime: str, net, card, device: torch.device, precision: str | 
             raise RuntimeError(reason)
         if precision and precision not in cls.precisions:
             raise ValueError(f"--runtime {runtime} runs {', '.join(cls.precisions)}, not {precision!r}")
-        try:  # e.g. the ONNX export of a model it cannot express
-            return cls(net, card, device, precision=precision, **kw), "asked for"
-        except ImportError as e:
-            raise RuntimeError(str(e)) from e
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"--runtime {runtime}: {type(e).__name__}: {_first_line(e)}") from e
-    first_reason = None
-    for name in auto_order(device):
+    tries = plan(card, device, runtime, precision, auto_order(device) if runtime == "auto" else None)
+    first_reason = error = None
+    for k, (name, prec) in enumerate(tries):
         cls = get_runner(name)
-        reason = cls.available(device) or (f"{name} has no {precision}" if precision and precision not in cls.precisions else None)
+        reason = cls.available(device) or (f"{name} has no {prec}" if prec and prec not in cls.precisions else None)
         if reason is None:
             try:
-                runner = cls(net, card, device, precision=precision, **kw)
-                return runner, first_reason or ("CUDA device" if device.type == "cuda" else f"{name} is the fastest CPU runtime here")
+                runner = cls(net, card, device, precision=prec, **kw)
+                if k == 0:
+                    why = ("asked for" if runtime != "auto" else "CUDA device" if device.type == "cuda" else
+                           f"{name} is the fastest CPU runtime here" if not prec else
+                           f"{name} {prec}: the fastest here that keeps this model's accuracy (its card's measurements)")
+                    return runner, why, True
+                return runner, first_reason, False
+            except ImportError as e:
+                reason, error = str(e), e
             except Exception as e:  # noqa: BLE001 - a model a runtime cannot express still runs on the next
-                reason = f"{name} failed ({type(e).__name__}: {_first_line(e)[:200]})"
+                reason, error = f"{name} failed ({type(e).__name__}: {_first_line(e)[:200]})", e
         first_reason = first_reason or reason
+    if runtime != "auto" and error is not None:
+        if isinstance(error, ImportError):
+            raise RuntimeError(str(error)) from error
+        raise RuntimeError(f"--runtime {runtime}: {type(error).__name__}: {_first_line(error)}") from error
     raise RuntimeError(f"no runtime can run this model on {device}: {first_reason}")
 
 
@@ -86,8 +94,8 @@ class Tagger:
     >>> for p in t.tag_paths(["a.jpg", "b.png"]): print(p.path, [(lab.label, lab.score) for lab in p.labels])
 
     ``runtime``: a runner name (:func:`~imgtag.runtime.registry.runner_names`) or ``auto``; ``precision``: one
-    the runner offers (None: on the CPU the card's ``cpu_precision`` when a runner can serve it, else the
-    runner's default). The thresholds are the card's for that precision and runtime. Selection (``threshold``/``top_k``/``exclude``) is :attr:`selector`.
+    the runner offers (None: on the CPU the fastest (runtime, precision) the card measured within 0.3 mAP and
+    0.5 CF1 of fp32, :mod:`imgtag.runtime.precision`, else fp32). The thresholds are the card's for that precision and runtime. Selection (``threshold``/``top_k``/``exclude``) is :attr:`selector`.
     """
 
     def __init__(self, model: str | Path | None = None, device: str | None = "auto", batch_size: int | None = None,
@@ -103,14 +111,9 @@ class Tagger:
         self.batch_size = batch_size or (64 if self.cuda else 16)
         self.workers = default_workers() if workers is None else workers
         self.gpu_decode = gpu_decode and self.cuda
-        # no precision asked for: on the CPU the card's measured choice (cpu_precision, e.g. int8), else fp32
-        want = precision or (None if self.cuda or self.card.cpu_precision == "fp32" else self.card.cpu_precision)
-        try:
-            self.runner, self.runtime_reason = make_runner(runtime, self.net, self.card, self.device, want, **runner_kw)
-        except (RuntimeError, ValueError):
-            if precision or not want:
-                raise
-            self.runner, self.runtime_reason = make_runner(runtime, self.net, self.card, self.device, None, **runner_kw)
+        # no precision asked for: on the CPU the card's measured choice (runtime/precision.py), else fp32
+        self.runner, self.runtime_reason, first = make_runner(runtime, self.net, self.card, self.device, precision,
+                                                              **runner_kw)
         self.runtime = self.runner.name
         self.precision = getattr(self.runner, "precision", "fp32")
         if threshold is None:  # thresholds calibrated on this precision's scores (fp32: the card's own)
@@ -119,7 +122,7 @@ class Tagger:
         self.selector = make_selector(self.card, threshold, top_k, exclude)
         self.input_device = torch.device(getattr(self.runner, "device", "cpu"))  # where the runner wants its input
         #: why ``auto`` did not get its first choice (None when it did, or a runtime was named)
-        self.fallback = None if runtime != "auto" or self.runtime == auto_order(self.device)[0] else self.runtime_reason
+        self.fallback = None if runtime != "auto" or first else self.runtime_reason
 
     @property
     def thresholds(self) -> np.ndarray:

@@ -41,7 +41,7 @@ def decode_val(voc: str, size: int, paths: list[str]) -> np.ndarray:
     shape = (len(paths), 3, size, size)
     if f.is_file() and f.stat().st_size == int(np.prod(shape)):
         return np.memmap(f, np.uint8, "r", shape=shape)
-    from imgtag.engine.loader import read_chw
+    from imgtag.runtime.loader import read_chw
 
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(".part")
@@ -58,7 +58,7 @@ def decode_val(voc: str, size: int, paths: list[str]) -> np.ndarray:
 
 def graphs(model: str, voc: str) -> dict[str, Path]:
     """fp32 and int8 ONNX graphs of ``model`` (cached by card name)."""
-    from imgtag.engine.onnx import export_bytes, quantize_int8
+    from imgtag.runtime.onnx import export_bytes, quantize_int8
     from imgtag.models.model import load_model
 
     net, card = load_model(model)
@@ -80,7 +80,7 @@ def make_runner(variant: str, g: dict[str, Path], threads: int):
     if rt == "ort":
         import onnxruntime as ort
 
-        from imgtag.engine.onnx import _session
+        from imgtag.runtime.onnx import _session
 
         sess = _session(ort, g["int8" if prec == "int8" else "fp32"], threads)
         return lambda x: sess.run(None, {"images": np.ascontiguousarray(x)})[0]

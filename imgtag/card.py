@@ -113,7 +113,8 @@ class ModelCard:
             from imgtag.vocab.score import Vocabulary
 
             try:
-                Vocabulary(card.heads, card.vocabulary.get("keywords", []), card.vocabulary.get("separator", "|"))
+                Vocabulary(card.heads, card.vocabulary.get("keywords", []), card.vocabulary.get("separator", "|"),
+                           card.vocabulary.get("veto"))
             except (ValueError, KeyError, TypeError) as e:
                 raise ModelFileError(f"{source}: bad vocabulary ({e})") from e
         for key, thr in (card.thresholds_by_precision or {}).items():

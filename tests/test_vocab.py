@@ -225,3 +225,19 @@ def test_vocab_of_a_flat_model_lists_its_labels():
     assert [(k["path"], k["thresholds"]) for k in rows] == [
         ("Animals", {}), ("Animals|cat", {"main": 0.4}), ("Animals|Pets", {}), ("Animals|Pets|dog", {"main": 0.6})]
     assert text(vocabulary(card=card)).splitlines()[3] == "    dog  [main ≥ 0.6]"
+
+
+def test_veto_drops_a_voc_keyword_when_imagenet_is_sure_of_a_sibling():
+    kws = [dict(k) for k in (KEYWORDS[i] for i in [0, 1, 2, 3, 4, 6, 5])]
+    kws.insert(4, {"name": "bear", "path": "animal|bear", "classes": {"imagenet": [3]}, "thresholds": {"imagenet": 0.5}})
+    kws = [k for k in kws if k["name"] != "vehicle" and k["name"] != "car"]
+    heads = HEADS
+    veto = {"heads": ["voc"], "by": "imagenet", "mass": 0.6}
+    plain, vetoed = Vocabulary(heads, kws), Vocabulary(heads, kws, veto=veto)
+    bear = logits([0.95, 0.9], [0.05, 0.05, 0.1, 0.8])  # VOC says dog (0.95), ImageNet is sure of a bear (0.8)
+    assert [k.name for k in plain.tag(bear)[0]] == ["dog", "animal", "person", "bear"]
+    assert [k.name for k in vetoed.tag(bear)[0]] == ["person", "bear", "animal"]  # person: a top level, never vetoed
+    unsure = logits([0.95, 0.9], [0.05, 0.05, 0.4, 0.5])  # the bear mass below the veto's
+    assert "dog" in [k.name for k in vetoed.tag(unsure)[0]]
+    with pytest.raises(ValueError, match="veto"):
+        Vocabulary(heads, kws, veto={"heads": ["nope"], "by": "imagenet", "mass": 0.6})

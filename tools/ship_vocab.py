@@ -1,6 +1,7 @@
 """Make the keyword model: the shipped VOC model + the ImageNet-1k head on the same pass + the keyword vocabulary.
 
-    python tools/ship_vocab.py [--base voc2007-lite2-448-csra-asl] [--threshold 0.2] [--head HEAD.npz] [--default]
+    python tools/ship_vocab.py [--base voc2007-lite2-448-csra-asl] [--threshold 0.2] [--veto MASS] [--head HEAD.npz]
+        [--default]
 
 * The VOC part (backbone, CSRA head, per-class thresholds, VOC metrics) is the base model's, unchanged: its VOC
   logits are bit-for-bit the base model's, so its VOC2007 val mAP (93.18) carries over.
@@ -10,6 +11,8 @@
 * The vocabulary is imgtag/vocab/imagenet1k.json (built by ``python -m imgtag.vocab.build``); the ImageNet
   keywords share one softmax-mass threshold (``--threshold``, chosen by benchmarks/vocab_calibrate.py on VOC val),
   the 20 VOC keywords also fire from the VOC head at its card thresholds.
+* ``--veto MASS``: the VOC head's firing of a keyword does not count when the ImageNet head puts at least MASS on
+  one sibling subtree (bear vs dog; chosen on VOC val by benchmarks/vocab_veto.py); 0 (default): no veto.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--base", default="voc2007-lite2-448-csra-asl")
 ap.add_argument("--name", default="lite2-448-keywords")
 ap.add_argument("--threshold", type=float, default=0.2)
+ap.add_argument("--veto", type=float, default=0.0)
 ap.add_argument("--head", default="", help=".npz with weight (1000×1280) and bias of another ImageNet head")
 ap.add_argument("--default", action="store_true")
 a = ap.parse_args()
@@ -56,13 +60,17 @@ with torch.no_grad():
     lin.weight.copy_(w)
     lin.bias.copy_(b)
 heads, vocabulary = card_section(vocab, card.labels, card.class_thresholds(), a.threshold)
+if a.veto:
+    vocabulary["veto"] = {"heads": ["voc"], "by": vocab["head"], "mass": a.veto}
 new = dataclasses.replace(
     card, name=a.name, architecture=arch, heads=heads, vocabulary=vocabulary,
     description=(f"{card.description}; plus the original ImageNet-1k classifier of EfficientNet-Lite2 on the pooled "
                  f"features, scored as {len(vocabulary['keywords'])} hierarchical photo keywords"),
     recipe={**card.recipe, "vocabulary": {"built_by": "python -m imgtag.vocab.build WORDNET_DIR",
                                           "shipped_by": f"python tools/ship_vocab.py --threshold {a.threshold}"
+                                                        + (f" --veto {a.veto}" if a.veto else "")
                                                         + (f" --head {a.head}" if a.head else ""),
+                                          "veto": vocabulary.get("veto"),
                                           "imagenet_threshold": a.threshold,
                                           "imagenet_head": a.head or "original EfficientNet-Lite2 classifier"}})
 wpath, cpath = save_model(model, new, out_dir / a.name, dtype=torch.float16)

@@ -93,7 +93,7 @@ class HierarchySelector:
                 if first in k["thresholds"] and len(cls) == 1:
                     k["thresholds"][first] = float(base[cls[0]])
         self.thresholds = base
-        self.vocabulary = Vocabulary(heads, keywords, vocabulary.get("separator", "|"))
+        self.vocabulary = Vocabulary(heads, keywords, vocabulary.get("separator", "|"), vocabulary.get("veto"))
         # a keyword is named by its name, its path, or (a VOC keyword) the head's own label ("pottedplant")
         alias = {k["path"]: k["name"] for k in keywords}
         alias.update({k["voc_label"]: k["name"] for k in keywords if k.get("voc_label")})

@@ -24,7 +24,12 @@ A keyword *fires* when any of its head scores reaches that head's threshold; its
 its head scores. What is emitted: every fired keyword plus all its ancestors (so the most specific keyword the
 model is sure of comes with its path); an emitted ancestor's score is at least that of its surest emitted
 descendant (a dog is an animal: "animal" is reported at >= the score of "dog", even when the VOC head alone
-fired "dog"). ``exclude`` drops keywords and everything below them; ``top_k`` keeps the
+fired "dog").
+
+The veto (optional, the vocabulary's ``"veto": {"heads": ["voc"], "by": "imagenet", "mass": 0.5}``): a score of a
+vetoed head does not count for a keyword (not a top level) when the ``by`` head puts at least ``mass`` on ONE of
+the keyword's sibling subtrees. The VOC head fires "dog" on bears; ImageNet's softmax, sure the subject is in
+``animal|bear``, next to ``animal|dog``, vetoes it. ``exclude`` drops keywords and everything below them; ``top_k`` keeps the
 k best *specific* keywords (emitted keywords with no emitted keyword below them, best score first) together with
 their ancestors.
 """
@@ -58,7 +63,8 @@ ACTIVATIONS = {"softmax": softmax, "sigmoid": sigmoid}
 class Vocabulary:
     """A card's heads + keyword tree, ready to score logits rows."""
 
-    def __init__(self, heads: Sequence[dict], keywords: Sequence[dict], separator: str = "|"):
+    def __init__(self, heads: Sequence[dict], keywords: Sequence[dict], separator: str = "|",
+                 veto: dict | None = None):
         self.heads = [dict(h) for h in heads]
         self.sep = separator
         self.names = [k["name"] for k in keywords]
@@ -104,6 +110,18 @@ class Vocabulary:
                     thr[i] = float(t)
             self.maps[name], self.thresholds[name] = M, thr
         self.width = start
+        # the veto (see the module doc): keyword -> its siblings, for the keywords the vetoed heads can fire
+        self.veto = dict(veto) if veto else None
+        self._veto_siblings: dict[int, np.ndarray] = {}
+        if self.veto:
+            names = {h["name"] for h in self.heads}
+            bad = [h for h in [self.veto.get("by"), *self.veto.get("heads", [])] if h not in names]
+            if bad or not 0 < float(self.veto.get("mass", 0)) <= 1:
+                raise ValueError(f"vocabulary veto: unknown head(s) {bad} or mass outside (0, 1]: {self.veto}")
+            for i in range(K):
+                if self.parent[i] >= 0 and any(self.maps[h][i].any() for h in self.veto["heads"]):
+                    sib = np.flatnonzero(self.parent == self.parent[i])
+                    self._veto_siblings[i] = sib[sib != i]
 
     def _chain(self, i: int) -> list[int]:
         out = [i]
@@ -114,7 +132,7 @@ class Vocabulary:
     @classmethod
     def from_card(cls, card_dict: dict) -> "Vocabulary":
         v = card_dict["vocabulary"]
-        return cls(card_dict["heads"], v["keywords"], v.get("separator", "|"))
+        return cls(card_dict["heads"], v["keywords"], v.get("separator", "|"), v.get("veto"))
 
     # ---- scoring -----------------------------------------------------------------------------------------------
     def head_probs(self, logits: np.ndarray) -> dict[str, np.ndarray]:
@@ -129,13 +147,24 @@ class Vocabulary:
         N, K = len(next(iter(probs.values()))), len(self.names)
         scores = np.zeros((N, K), np.float32)
         fired = np.zeros((N, K), bool)
+        per_head = {}
         for h in self.heads:
             name, P, M = h["name"], probs[h["name"]], self.maps[h["name"]]
             if h.get("activation") == "softmax":
-                s = P @ M.T
+                per_head[name] = P @ M.T
             else:  # largest probability among the keyword's own classes
-                s = np.where(M[None] > 0, P[:, None, :], 0).max(-1) if M.any() else np.zeros((N, K), np.float32)
-            has = M.any(1) | np.isfinite(self.thresholds[name])
+                per_head[name] = (np.where(M[None] > 0, P[:, None, :], 0).max(-1) if M.any()
+                                  else np.zeros((N, K), np.float32))
+        if self._veto_siblings:  # a vetoed head's score does not count where the veto head is sure of a sibling
+            by, mass = per_head[self.veto["by"]], float(self.veto["mass"])
+            for name in self.veto["heads"]:
+                per_head[name] = per_head[name].copy()
+                for i, sib in self._veto_siblings.items():
+                    if len(sib):
+                        per_head[name][by[:, sib].max(1) >= mass, i] = 0.0
+        for h in self.heads:
+            name, s = h["name"], per_head[h["name"]]
+            has = self.maps[name].any(1) | np.isfinite(self.thresholds[name])
             scores = np.where(has[None], np.maximum(scores, s), scores)
             fired |= s >= self.thresholds[name][None]
         return scores, fired

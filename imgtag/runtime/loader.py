@@ -86,11 +86,17 @@ class Item(NamedTuple):
 
 
 def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation of JPEG bytes (the GPU decode path), 1 when absent or broken; quietly (Pillow's EXIF
+    warnings name no file; io/decode.py ignores a broken block the same way)."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(_io.BytesIO(data)) as im:
-            return int(im.getexif().get(0x0112, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(_io.BytesIO(data)) as im:
+                return int(im.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - the CPU fallback will report real problems
         return 1
 

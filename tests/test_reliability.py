@@ -418,3 +418,18 @@ def test_untag_and_learn_walk_problems_are_one_line(two, capsys):
     assert labels.problems == [f"{two / 'self.jpg'}: cannot read: too many levels of symbolic links"]
     with pytest.raises(FileNotFoundError, match="no such file or directory"):  # a missing argument: a usage error
         collect([str(two / "gone")], LearnConfig(out="x"))
+
+
+def test_skip_does_not_retag_images_that_got_no_label(tiny_model, two):
+    """Minor: with --on-existing skip and XMP, an image that got zero labels was tagged again on every run; the fast
+    skip check (folder listed once, sidecar bytes before a parse) must still tell imgtag's sidecars from others."""
+    r = run(two, "-f", "xmp", "-m", tiny_model, "--runtime", "torch", "-t", "1")  # nothing reaches 1.0
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in two.glob("*.xmp")) == ["a.jpg.xmp", "b.jpg.xmp"]
+    (two / "c.jpg").write_bytes((two / "a.jpg").read_bytes())
+    (two / "c.jpg.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF xmlns:rdf="
+                                   "'http://www.w3.org/1999/02/22-rdf-syntax-ns#'/></x:xmpmeta>")  # not imgtag's
+    (two / "d.jpg").write_bytes((two / "a.jpg").read_bytes())
+    (two / "d.xmp").write_bytes((two / "a.jpg.xmp").read_bytes())  # imgtag's, under the stem name
+    r = run(two, "-f", "xmp", "--on-existing", "skip", "-m", tiny_model, "--runtime", "torch", "-t", "1")
+    assert r.exit_code == 0 and "1 tagged, 3 skipped" in r.stderr, r.stderr

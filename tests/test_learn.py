@@ -85,6 +85,7 @@ def library(tmp_path):
     (lib / "broken_sidecar.jpg.xmp").write_text(xmp(["red"])[:-40], "utf-8")
     (lib / "not_an_image.jpg").write_text("this is text, not a photo")
     (lib / "not_an_image.jpg.xmp").write_text(xmp(["red"], ["Colors|red"]), "utf-8")
+    (lib / "deleted.jpg.xmp").write_text(xmp(["red"], ["Colors|red"]), "utf-8")  # its photo is gone
     image(lib / "slash.jpg", blue, 8)
     (lib / "slash.jpg.xmp").write_text(xmp(["AC/DC", "blue"], ["Music|AC/DC"]), "utf-8")
     return lib
@@ -103,6 +104,24 @@ def test_harvest_styles_encodings_and_problems(library):
     assert any("broken_sidecar.jpg.xmp" in p and "malformed" in p for p in problems)
     assert photos["slash.jpg"].keywords == ["Colors|blue"]
     assert sum("AC/DC" in p for p in problems) == 2  # the flat one and the path, one line each
+
+
+def test_sidecar_encodings(tmp_path):
+    """Sidecars in the encodings tools write: UTF-8 with a BOM, UTF-16 (XMP allows it), Latin-1 with its XML
+    declaration are read; Latin-1 bytes that claim nothing (so UTF-8) are reported, one line, and skipped."""
+    x = xmp(["Café", "Größe"], ["Places|Café"])
+    bare = x.replace("\ufeff", "").split("?>", 1)[1]  # without the xpacket header
+    files = {"bom": b"\xef\xbb\xbf" + x.encode(), "utf16": x.encode("utf-16"),
+             "latin1": ('<?xml version="1.0" encoding="ISO-8859-1"?>' + bare).encode("latin-1"),
+             "undeclared": bare.encode("latin-1")}
+    for name, data in files.items():
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.jpg")
+        (tmp_path / f"{name}.jpg.xmp").write_bytes(data)
+    problems: list[str] = []
+    got = {p.path.stem: sorted(p.keywords) for p in harvest(sorted(tmp_path.glob("*.jpg")), problems)}
+    assert got == {"bom": ["Größe", "Places|Café"], "utf16": ["Größe", "Places|Café"],
+                   "latin1": ["Größe", "Places|Café"]}
+    assert len(problems) == 1 and "undeclared.jpg.xmp" in problems[0] and "malformed" in problems[0]
 
 
 def test_iptc_utf8_record_and_provenance(tmp_path):
@@ -190,6 +209,7 @@ def test_labels_are_honest(library, tmp_path):
     assert lab.unlabelled == 2  # untagged1, untagged2 (untagged0 has a correction)
     assert lab.not_learnable == {"Colors|grey": 1}
     assert any("corrections.jsonl:3" in p for p in lab.problems)
+    assert [p for p in lab.problems if "deleted.jpg.xmp" in p] == [f"{library / 'deleted.jpg.xmp'}: sidecar without a photo next to it: skipped"]
     names = [p.name for p in lab.photos]
     j = lab.keywords.index("Colors|red")
     i = names.index("blue01.jpg")
@@ -221,7 +241,7 @@ def test_learn_cli_end_to_end(library, tmp_path, tiny_model):
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert digest(library) == before  # nothing the user owns was touched, no file added
     assert summary["features"]["extracted"] == 25 and summary["features"]["failed"] == 1  # not_an_image.jpg
-    assert "not_an_image.jpg" in r.stderr and "broken_sidecar.jpg.xmp" in r.stderr
+    assert "not_an_image.jpg" in r.stderr and "broken_sidecar.jpg.xmp" in r.stderr and "deleted.jpg.xmp" in r.stderr
     card = read_card(out.with_suffix(".json"))
     assert card.paths == ["Café", "Colors|blue", "Colors|red"] and card.labels == ["Café", "blue", "red"]
     assert len(card.thresholds) == 3 and [row["keyword"] for row in card.metrics["keywords"]] == card.paths

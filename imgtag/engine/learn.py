@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgtag.io.keywords import SEP, PhotoKeywords, harvest
+from imgtag.io.keywords import SEP, PhotoKeywords, harvest, orphan_sidecars
 
 CORRECTION_VERDICTS = ("wrong", "missing", "right")
 
@@ -128,12 +128,16 @@ def collect(inputs, cfg: LearnConfig, recursive: bool = True) -> Labels:
     for p in inputs:  # a missing argument is a usage error; problems inside the folders are one line each
         if not os.path.lexists(p):
             raise FileNotFoundError(f"no such file or directory: {p}")
-    paths = list(iter_image_paths(inputs, recursive=recursive, on_error=lambda p, why: problems.append(f"{p}: {why}")))
+    paths = all_paths = list(iter_image_paths(inputs, recursive=recursive,
+                                              on_error=lambda p, why: problems.append(f"{p}: {why}")))
     if cfg.hold_out:
         from imgtag.data.library import in_split
 
         paths = [p for p in paths if in_split(p, "train")]
     photos = harvest(paths, problems, embedded=cfg.embedded)
+
+    problems += [f"{sc}: sidecar without a photo next to it: skipped"
+                 for sc in orphan_sidecars(inputs, all_paths, recursive)]
     corr = read_corrections(cfg.corrections, problems) if cfg.corrections else {}
     rows: list[tuple[Path, set[str], dict[str, str]]] = []
     unlabelled = 0
@@ -412,6 +416,24 @@ def save_learned(cfg: LearnConfig, keywords: list[str], head: tuple[np.ndarray, 
         description=f"learned by `imgtag learn` from the user's keyworded photos: {K} keywords on the backbone "
                     f"of {bcard.name}" + (f" (with its {bcard.num_classes} labels)" if cfg.with_default else ""))
     return save_model(net, card, stem)
+
+
+def read_learned(model: str | Path) -> tuple[list[str], tuple[np.ndarray, np.ndarray], list[float], list[dict]]:
+    """``(keyword paths, (weight, bias) on the pooled features, thresholds, the card's keyword table)`` of a model
+    `imgtag learn` saved: what the benchmarks score cached features with (no backbone pass)."""
+    from imgtag.card import read_card, read_weights
+
+    cpath = Path(model).with_suffix(".json")
+    card = read_card(cpath)
+    sd = read_weights(cpath.with_suffix(".safetensors"))
+    table = list((card.metrics or {}).get("keywords", []))
+    keywords = [r["keyword"] for r in table]
+    paths = list(card.paths or card.labels)
+    cols = [paths.index(k) for k in keywords]
+    thr = [float(card.thresholds[c]) for c in cols]
+    key = "head.heads.1.fc" if any(k.startswith("head.heads.1.fc.") for k in sd) else "head.fc"
+    wt, b = sd[f"{key}.weight"].float().numpy(), sd[f"{key}.bias"].float().numpy()
+    return keywords, (wt, b), thr, table
 
 
 # ----------------------------------------------------------------------------- the command

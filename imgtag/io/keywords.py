@@ -86,6 +86,13 @@ def parse_xmp(data: bytes, name: str = "XMP") -> XmpKeywords:
     """The keyword properties of an XMP packet or sidecar. Raises KeywordError if it is not parseable XMP."""
     if re.search(rb"<!\s*(DOCTYPE|ENTITY)", data, re.IGNORECASE) or re.search(rb"<\x00!\x00", data):
         raise KeywordError(f"{name}: refusing XMP with a DOCTYPE/ENTITY declaration")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 (XMP allows it): re-encode, or the NUL strip below breaks it
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise KeywordError(f"{name}: malformed XMP (bad UTF-16: {e})") from e
+        text = re.sub(r"""^(\s*<\?xml[^>]*encoding=)["'][^"']*["']""", r'\1"UTF-8"', text.lstrip("\ufeff"))
+        data = text.encode("utf-8")
     data = data.rstrip(b"\x00 \t\r\n")
     try:
         root = _xml_parse(BytesIO(data)).getroot()
@@ -417,6 +424,23 @@ def resolve_flat(photos: list[PhotoKeywords]) -> dict[str, str]:
         if ph.flat & mapping.keys():
             ph.keywords = list(dict.fromkeys(mapping.get(k, k) for k in ph.keywords))
     return mapping
+
+
+def orphan_sidecars(inputs, photos, recursive: bool = True) -> list[Path]:
+    """XMP sidecars under the directories among ``inputs`` that belong to none of ``photos`` (their photo was
+    deleted, moved or is not an image imgtag reads): keywords without an image to learn from."""
+    claimed = {sc.resolve() for p in photos for sc in sidecars_of(p)}
+    out = []
+    for root in inputs:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        walk = root.rglob("*") if recursive else root.glob("*")
+        for f in sorted(walk):
+            if f.suffix.lower() == ".xmp" and not any(part.startswith(".") for part in f.relative_to(root).parts) \
+                    and f.is_file() and f.resolve() not in claimed:
+                out.append(f)
+    return out
 
 
 def harvest(paths, problems: list[str], embedded: bool = True) -> list[PhotoKeywords]:

@@ -50,6 +50,9 @@ class ModelCard:
     description: str = ""
     heads: list[dict[str, Any]] | None = None  # logits slices when the model has more than its main head
     vocabulary: dict[str, Any] | None = None  # keyword tree over the heads (imgtag/vocab/score.py)
+    #: the model whose weights this one builds on ({"model": name or path, "weights_sha256"}): its safetensors
+    #: then holds only what it adds (a model from `imgtag learn`: the "user" head); load_model merges both
+    base: dict[str, Any] | None = None
     weights_sha256: str = ""
     weights_dtype: str = "float32"
     imgtag_version: str = ""

@@ -435,7 +435,7 @@ def learn(
     exclude_keywords: Optional[list[str]] = typer.Option(None, "--exclude-keywords", "-x", help="Do not learn these (a parent excludes its subtree)."),
     corrections: Optional[str] = typer.Option(None, "--corrections", help="Review-page corrections (JSON Lines) to use as labels."),
     negative_weight: float = typer.Option(0.3, "--negative-weight", help="Weight of a keyword missing from a keyworded photo (a weak negative)."),
-    with_default: bool = typer.Option(False, "--with-default", help="The model also emits the default model's labels (one pass)."),
+    with_default: bool = typer.Option(False, "--with-default/--only-mine", help="--only-mine (default): the model suggests your keywords only. --with-default: also the base model's own keywords/labels, in the same backbone pass."),
     base_model: Optional[str] = typer.Option(None, "--base-model", help="Model whose backbone gives the features (default: the shipped default)."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds for the thresholds and the table."),
     hold_out: bool = typer.Option(False, "--hold-out", help="Leave the library's test split (20 % of photos, by file name) out, for `imgtag eval --dataset library --split test`."),

@@ -243,14 +243,18 @@ def test_learn_cli_end_to_end(library, tmp_path, tiny_model):
     assert summary["features"]["extracted"] == 25 and summary["features"]["failed"] == 1  # not_an_image.jpg
     assert "not_an_image.jpg" in r.stderr and "broken_sidecar.jpg.xmp" in r.stderr and "deleted.jpg.xmp" in r.stderr
     card = read_card(out.with_suffix(".json"))
-    assert card.paths == ["Café", "Colors|blue", "Colors|red"] and card.labels == ["Café", "blue", "red"]
-    assert len(card.thresholds) == 3 and [row["keyword"] for row in card.metrics["keywords"]] == card.paths
+    from imgtag.engine.evaluate import user_columns
+
+    paths, cols, thr = user_columns(card)
+    assert paths == ["Café", "Colors|blue", "Colors|red"] and [row["keyword"] for row in card.metrics["keywords"]] == paths
+    assert {k["name"] for k in card.vocabulary["keywords"]} == {"Café", "Colors", "blue", "red"}
     red = next(row for row in card.metrics["keywords"] if row["keyword"] == "Colors|red")
-    assert red["photos"] == 12 and red["ap"] > 90
+    assert red["photos"] == 12 and red["ap"] > 90 and (red["threshold"] < 0.99 or not red["reached"])
     # one backbone pass over the learned model: red photos score red high
     t = Tagger(str(out.with_suffix(".json")), device="cpu", runtime="torch", workers=0)
-    scores, _ = t.score_paths([library / "a" / "red05.jpg", library / "a" / "blue05.jpg"])
-    assert scores[0, 2] > scores[1, 2] and scores[1, 1] > scores[0, 1]
+    preds = list(t.tag_paths([library / "a" / "red05.jpg", library / "a" / "blue05.jpg"]))
+    z = np.stack([p.logits[cols] for p in preds])
+    assert z[0, 2] > z[1, 2] and z[1, 1] > z[0, 1]
     # a re-learn extracts nothing again; a new photo is the only one extracted
     image(library / "a" / "red99.jpg", (210, 40, 40), 99)
     (library / "a" / "red99.jpg.xmp").write_text(xmp(["red"], ["Colors|red"]), "utf-8")
@@ -292,23 +296,34 @@ def test_corrections_schema(tmp_path):
     assert len(problems) == 1 and "c.jsonl:2" in problems[0]
 
 
-def test_learned_model_with_default_is_one_pass(tmp_path, tiny_model):
-    """--with-default: the base model's head and the learned head share one backbone pass; the base labels keep
-    their logits and thresholds, the user's keywords follow with their paths."""
+@pytest.mark.slow
+@pytest.mark.parametrize("with_default", [False, True])
+def test_learned_model_is_the_base_plus_a_user_head(tmp_path, tiny_model, with_default):
+    """The learned model is the base model's card + a "user" head on the avg+max pooled map, one backbone pass;
+    its file holds only that head (the base's weights are referenced by name + sha256 and merged at load); the
+    user's keywords come out with their own paths and land in a sidecar's keyword fields."""
     import torch
 
-    from imgtag.card import read_card
-    from imgtag.engine.learn import save_learned
+    from imgtag.card import read_card, read_weights
+    from imgtag.engine.learn import read_learned, save_learned
+    from imgtag.io.xmp import write_sidecar
     from imgtag.models.model import load_model
+    from imgtag.runtime.tagger import Tagger
 
     rng = np.random.default_rng(0)
-    kws = ["Family|Kids|Mia", "Animals|Pets|dog"]
-    head = (rng.normal(size=(2, 2 * 1280)).astype(np.float32), np.zeros(2, np.float32))
-    cfg = LearnConfig(out=str(tmp_path / "m"), base_model=str(tiny_model), with_default=True)
-    _, cpath = save_learned(cfg, kws, head, [0.7, 1.0], [], {"command": "imgtag learn"})
+    kws = ["Animals|Pets|dog", "Family|Kids|Mia"]
+    head = (rng.normal(size=(2, 2 * 1280)).astype(np.float32) * 0.01, np.array([-30.0, 30.0], np.float32))
+    cfg = LearnConfig(out=str(tmp_path / "m"), base_model=str(tiny_model), with_default=with_default)
+    wpath, cpath = save_learned(cfg, kws, head, [0.7, 0.6], [{"keyword": k} for k in kws], {"command": "imgtag learn"})
+    assert set(read_weights(wpath)) == {"extra_heads.user.weight", "extra_heads.user.bias"}  # no backbone copy
+    assert wpath.stat().st_size < 30_000
     card = read_card(cpath)
-    assert card.labels == ["cat", "dog", "person", "Mia", "Animals|Pets|dog"]  # 'dog' taken: the full path
-    assert card.paths == ["cat", "dog", "person", *kws] and card.thresholds == [0.5, 0.5, 0.0, 0.7, 1.0]
+    assert card.base["model"].endswith("tiny.json") and card.labels == ["cat", "dog", "person"]
+    assert [h["name"] for h in card.heads] == ["base", "user"]
+    voc = {k["path"]: k for k in card.vocabulary["keywords"]}
+    assert voc["Family|Kids|Mia"]["name"] == "Mia" and voc["Family|Kids|Mia"]["thresholds"] == {"user": 0.6}
+    assert voc["Family|Kids"]["classes"] == {}  # a parent only
+    assert ("dog" in voc) == with_default and voc["Animals|Pets|dog"]["name"] == ("Animals|Pets|dog" if with_default else "dog")
     base, _ = load_model(str(tiny_model))
     mine, _ = load_model(str(cpath))
     x = torch.randn(2, 3, 64, 64)
@@ -316,7 +331,48 @@ def test_learned_model_with_default_is_one_pass(tmp_path, tiny_model):
         out, ref, fmap = mine(x), base(x), base.backbone(x)
     assert out.shape == (2, 5) and torch.allclose(out[:, :3], ref, atol=1e-5)
     pooled = torch.cat([fmap.mean((2, 3)), fmap.amax((2, 3))], 1).numpy()
-    assert np.allclose(out[:, 3:].numpy(), pooled @ head[0].T, atol=1e-3)
+    assert np.allclose(out[:, 3:].numpy(), pooled @ head[0].T + head[1], atol=1e-3)
+    assert read_learned(cpath)[0] == kws and read_learned(cpath)[2] == [0.7, 0.6]
+    # tagging: Mia fires (bias +30) with her path and parents, dog never (bias -30)
+    t = Tagger(str(cpath), device="cpu", runtime="torch", workers=0)
+    pred = t.tag_pixels([rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)], ["p.jpg"])[0]
+    mine_out = [(lb.label, lb.path) for lb in pred.labels if lb.path.startswith("Family")]
+    assert mine_out and mine_out[0] == ("Mia", "Family|Kids|Mia") and ("Family", "Family") in mine_out
+    assert not any(lb.path.startswith("Animals") for lb in pred.labels)
+    if not with_default:
+        assert all(lb.path.startswith("Family") for lb in pred.labels)  # only the user's keywords
+        # the CPU default runtime: the ONNX graph of base + user head gives the same logits
+        o = Tagger(str(cpath), device="cpu", runtime="onnx", workers=0)
+        img = rng.integers(0, 255, (2, 3, 64, 64), dtype=np.uint8)
+        assert np.allclose(o.logits_batch(img), t.logits_batch(img), atol=1e-3)
+    photo = tmp_path / "p.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    write_sidecar(photo, pred.labels)
+    sidecar = (tmp_path / "p.jpg.xmp").read_text("utf-8")
+    assert "Family|Kids|Mia" in sidecar and "Family/Kids/Mia" in sidecar  # lr:hierarchicalSubject, digiKam:TagsList
+    if EXIFTOOL:
+        got = subprocess.run([EXIFTOOL, "-j", "-XMP-lr:HierarchicalSubject", "-XMP-digiKam:TagsList", "-XMP-dc:Subject",
+                              str(tmp_path / "p.jpg.xmp")], capture_output=True, text=True, check=True).stdout
+        d = json.loads(got)[0]
+        assert "Family|Kids|Mia" in d["HierarchicalSubject"] and "Family/Kids/Mia" in d["TagsList"]
+        assert "Mia" in d["Subject"]
+
+
+def test_user_vocabulary_paths_parents_and_names():
+    from imgtag.engine.learn import user_vocabulary
+    from imgtag.vocab.score import Vocabulary
+
+    base = [{"name": "animal", "path": "animal", "classes": {}, "thresholds": {}},
+            {"name": "dog", "path": "animal|dog", "classes": {"voc": [0]}, "thresholds": {"voc": 0.5}}]
+    kws = ["person", "Family|Kids|Mia", "Animals|Pets|dog", "animal|dog", "Trips|Mia"]
+    v = user_vocabulary(kws, [0.1, 0.2, 0.3, 0.4, 2.0], base)
+    by = {k["path"]: k for k in v}
+    assert by["animal|dog"]["classes"] == {"voc": [0], "user": [3]}  # the same path: one keyword, both heads
+    assert by["Animals|Pets|dog"]["name"] == "Animals|Pets|dog"  # 'dog' is taken
+    assert by["Family|Kids|Mia"]["name"] == "Family|Kids|Mia" and by["Trips|Mia"]["name"] == "Trips|Mia"  # two Mias
+    assert by["Family|Kids"] == {"name": "Kids", "path": "Family|Kids", "classes": {}, "thresholds": {}}
+    assert by["Trips|Mia"]["thresholds"] == {"user": 2.0} and base[1]["classes"] == {"voc": [0]}  # base untouched
+    Vocabulary([{"name": "voc", "size": 1}, {"name": "user", "size": 5}], v)  # a valid tree
 
 
 def test_keywords_imgtag_wrote_are_not_learned(tmp_path):

@@ -364,46 +364,92 @@ def apply_platt(head: tuple[np.ndarray, np.ndarray], ab: np.ndarray) -> tuple[np
 # ----------------------------------------------------------------------------- the model file
 
 
-def label_names(paths: list[str], taken: set[str] = frozenset()) -> list[str]:
-    """The leaf of each keyword path, or the whole path where two keywords (or a taken label) share a leaf."""
-    leaves = Counter(p.rsplit(SEP, 1)[-1] for p in paths)
-    return [p.rsplit(SEP, 1)[-1] if leaves[p.rsplit(SEP, 1)[-1]] == 1 and p.rsplit(SEP, 1)[-1] not in taken else p
-            for p in paths]
+USER_HEAD = "user"
+
+
+def user_vocabulary(keywords: list[str], thresholds: list[float], base: list[dict] = ()) -> list[dict]:
+    """The vocabulary keywords of a learned model: ``base`` (the base model's keywords, with_default) and the user's
+    keyword paths, column j of the "user" head each, with their parents (a parent the user never used as a keyword
+    gets no class: it is emitted only as the path of a keyword below it). A user path equal to a base keyword's
+    path is that keyword (it gains the user class). A name must be unique: the leaf, or the whole path where
+    another keyword already has that leaf as its name."""
+    out = [dict(k, classes=dict(k.get("classes", {})), thresholds=dict(k.get("thresholds", {}))) for k in base]
+    by_path = {k["path"]: k for k in out}
+    names = {k["name"] for k in out}
+    leaves = Counter(p.rsplit(SEP, 1)[-1] for p in keywords)
+
+    def ensure(path: str) -> dict:
+        if path in by_path:
+            return by_path[path]
+        if SEP in path:
+            ensure(path.rsplit(SEP, 1)[0])
+        leaf = path.rsplit(SEP, 1)[-1]
+        name = leaf if leaf not in names and leaves.get(leaf, 0) <= 1 else path
+        k = {"name": name, "path": path, "classes": {}, "thresholds": {}}
+        out.append(k)
+        by_path[path] = k
+        names.add(name)
+        return k
+
+    for j, (path, t) in sorted(enumerate(zip(keywords, thresholds)), key=lambda x: x[1][0]):
+        k = ensure(path)
+        k["classes"].setdefault(USER_HEAD, []).append(j)
+        k["thresholds"][USER_HEAD] = float(t)
+    return out
+
+
+def _base_reference(bcard) -> str:
+    """How the learned card names its base: by name when the name finds the same file (a shipped or models-folder
+    model: survives moving the user's files and reinstalling), else by absolute path."""
+    from imgtag.card import ModelFileError, resolve_model
+
+    src = Path(bcard.source).resolve()
+    try:
+        if resolve_model(src.stem)[1].resolve() == src:
+            return src.stem
+    except ModelFileError:
+        pass
+    return str(src)
 
 
 def save_learned(cfg: LearnConfig, keywords: list[str], head: tuple[np.ndarray, np.ndarray], thresholds: list[float],
                  table: list[dict], recipe: dict) -> tuple[Path, Path]:
-    """Write the learned model: the base model's backbone + a pooled head (+ the base head with_default)."""
+    """Write the learned model: the base model's card plus a "user" head (a linear layer on the avg+max pooled
+    backbone map, the features it was trained on), one backbone pass for both. The safetensors holds only that
+    head; the card names the base model (``base``: name + weights sha256), whose weights load_model merges in.
+    The vocabulary holds the user's keywords with their paths (and, ``with_default``, the base's labels or
+    vocabulary too); the base's first head stays the card's ``labels``/``thresholds`` (eval of the base task)."""
     import dataclasses
 
     from imgtag.card import save_model
     from imgtag.models.model import MultiLabelModel, load_model
 
-    base, bcard = load_model(cfg.base_model)
+    _, bcard = load_model(cfg.base_model)
     wt, b = head
     K = len(keywords)
-    arch = {k: v for k, v in bcard.architecture.items() if not k.startswith("head") and k not in ("cosine", "scale")}
-    base_paths = getattr(bcard, "paths", None) or list(bcard.labels)
+    arch = dict(bcard.architecture)
+    if any(h.get("name") == USER_HEAD for h in arch.get("extra_heads", [])):
+        raise ValueError(f"{bcard.name} already has a {USER_HEAD!r} head: learn from a shipped model")
+    arch["extra_heads"] = [*arch.get("extra_heads", []), {"name": USER_HEAD, "size": K, "pool": "avg+max"}]
+    first = (bcard.heads or [{"name": "base"}])[0]["name"]
+    heads = [dict(h) for h in bcard.heads] if bcard.heads else [{"name": first, "size": bcard.num_classes,
+                                                                  "activation": "sigmoid"}]
+    heads.append({"name": USER_HEAD, "size": K, "activation": "sigmoid"})
+    base_kw: list[dict] = []
     if cfg.with_default:
-        sub = [{"head": bcard.architecture["head"], "head_args": bcard.architecture.get("head_args", {}),
-                "num_classes": bcard.num_classes, "cosine": bcard.architecture.get("cosine", False),
-                "scale": bcard.architecture.get("scale", 1.0)}, {"head": "pooled", "num_classes": K}]
-        arch.update(head="stack", head_args={"heads": sub})
-        names = list(bcard.labels) + label_names(keywords, set(bcard.labels))
-        paths = list(base_paths) + list(keywords)
-        thr = list(bcard.class_thresholds()) + list(thresholds)
-    else:
-        arch.update(head="pooled", head_args={})
-        names, paths, thr = label_names(keywords), list(keywords), list(thresholds)
-    net = MultiLabelModel(arch, len(names), pretrained=None)
-    net.backbone.load_state_dict(base.backbone.state_dict())
-    net.neck.load_state_dict(base.neck.state_dict())
-    fc = net.head.heads[1].fc if cfg.with_default else net.head.fc
+        if bcard.vocabulary:
+            base_kw = list(bcard.vocabulary.get("keywords", []))
+        else:  # a flat base model: its labels as top-level keywords of its first head
+            paths = bcard.paths or bcard.labels
+            base_kw = [{"name": lab, "path": pth, "classes": {first: [i]}, "thresholds": {first: float(t)}}
+                       for i, (lab, pth, t) in enumerate(zip(bcard.labels, paths, bcard.class_thresholds()))]
+            base_kw = user_vocabulary([], [], base_kw)  # (no parents needed for flat labels)
+    vocab = user_vocabulary(list(keywords), list(thresholds), base_kw)
+    net = MultiLabelModel(arch, bcard.num_classes, pretrained=None)
+    lin = net.extra_heads[USER_HEAD]
     with torch.no_grad():
-        if cfg.with_default:
-            net.head.heads[0].load_state_dict(base.head.state_dict())
-        fc.weight.copy_(torch.from_numpy(wt))
-        fc.bias.copy_(torch.from_numpy(b))
+        lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(wt, np.float32)))
+        lin.bias.copy_(torch.from_numpy(np.ascontiguousarray(b, np.float32)))
     out = Path(cfg.out)
     stem = out.with_suffix("") if out.suffix in (".json", ".safetensors") else out
     if len(out.parts) == 1 and out.suffix == "":
@@ -411,11 +457,21 @@ def save_learned(cfg: LearnConfig, keywords: list[str], head: tuple[np.ndarray, 
 
         stem = user_models_dir() / out.name
     card = dataclasses.replace(
-        bcard, name=stem.name, labels=names, architecture=arch, thresholds=[float(t) for t in thr], paths=paths,
-        recipe=recipe, metrics={"keywords": table, "precision_target": cfg.precision},
+        bcard, name=stem.name, architecture=arch, heads=heads,
+        vocabulary={"separator": SEP, "keywords": vocab}, base={"model": _base_reference(bcard),
+                                                                "weights_sha256": bcard.weights_sha256},
+        recipe=recipe, metrics={"keywords": table, "precision_target": cfg.precision, "base": bcard.metrics},
+        thresholds_by_precision={k: v for k, v in bcard.thresholds_by_precision.items()},
+        cpu_precision="fp32",  # the base's int8 graph does not have the user head
         description=f"learned by `imgtag learn` from the user's keyworded photos: {K} keywords on the backbone "
-                    f"of {bcard.name}" + (f" (with its {bcard.num_classes} labels)" if cfg.with_default else ""))
-    return save_model(net, card, stem)
+                    f"of {bcard.name}" + (" (with its own keywords)" if cfg.with_default else ""))
+
+    class Head(torch.nn.Module):  # what the file holds: only the user head, under its name in the full model
+        def __init__(self):
+            super().__init__()
+            self.extra_heads = torch.nn.ModuleDict({USER_HEAD: lin})
+
+    return save_model(Head(), card, stem)
 
 
 def read_learned(model: str | Path) -> tuple[list[str], tuple[np.ndarray, np.ndarray], list[float], list[dict]]:
@@ -428,12 +484,14 @@ def read_learned(model: str | Path) -> tuple[list[str], tuple[np.ndarray, np.nda
     sd = read_weights(cpath.with_suffix(".safetensors"))
     table = list((card.metrics or {}).get("keywords", []))
     keywords = [r["keyword"] for r in table]
-    paths = list(card.paths or card.labels)
-    cols = [paths.index(k) for k in keywords]
-    thr = [float(card.thresholds[c]) for c in cols]
-    key = "head.heads.1.fc" if any(k.startswith("head.heads.1.fc.") for k in sd) else "head.fc"
-    wt, b = sd[f"{key}.weight"].float().numpy(), sd[f"{key}.bias"].float().numpy()
-    return keywords, (wt, b), thr, table
+    col = {}
+    for k in card.vocabulary["keywords"]:
+        for j in k.get("classes", {}).get(USER_HEAD, []):
+            col[j] = (k["path"], k["thresholds"][USER_HEAD])
+    assert [col[j][0] for j in range(len(col))] == keywords, "card table and user head disagree"
+    wt = sd[f"extra_heads.{USER_HEAD}.weight"].float().numpy()
+    b = sd[f"extra_heads.{USER_HEAD}.bias"].float().numpy()
+    return keywords, (wt, b), [col[j][1] for j in range(len(col))], table
 
 
 # ----------------------------------------------------------------------------- the command

@@ -45,7 +45,13 @@ class MultiLabelModel(nn.Module):
                                scale=float(a.get("scale", 1.0)), **head_args)
         # further heads on the same pass: linear layers on the globally average-pooled feature map, their logits
         # appended after the main head's (the card's "heads" name the slices; imgtag/vocab/score.py scores them)
-        self.extra_heads = nn.ModuleDict({h["name"]: nn.Linear(channels, int(h["size"])) for h in a.get("extra_heads", [])})
+        # ("pool": "avg+max": on [average, max] pooled, 2×channels: the features `imgtag learn` trains its head on)
+        self.extra_pools = [h.get("pool", "avg") for h in a.get("extra_heads", [])]
+        for pool in self.extra_pools:
+            if pool not in ("avg", "avg+max"):
+                raise ValueError(f"extra head pool {pool!r}: avg or avg+max")
+        self.extra_heads = nn.ModuleDict({h["name"]: nn.Linear(channels * (2 if h.get("pool") == "avg+max" else 1),
+                                                               int(h["size"])) for h in a.get("extra_heads", [])})
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.neck(self.backbone(x))
@@ -55,7 +61,9 @@ class MultiLabelModel(nn.Module):
         if not len(self.extra_heads):
             return self.head(f)
         pooled = f.mean((2, 3))
-        return torch.cat([self.head(f).float(), *(lin(pooled).float() for lin in self.extra_heads.values())], 1)
+        both = torch.cat([pooled, f.amax((2, 3))], 1) if "avg+max" in self.extra_pools else None
+        return torch.cat([self.head(f).float(), *(lin(both if pool == "avg+max" else pooled).float()
+                                                  for lin, pool in zip(self.extra_heads.values(), self.extra_pools))], 1)
 
     def stage_list(self) -> list[nn.Module]:
         """The backbone as ordered stages (EfficientNet-like), or as one stage."""
@@ -101,6 +109,13 @@ def load_model(spec: str | None = None, device: str | torch.device = "cpu") -> t
     wpath, cpath = resolve_model(spec)
     card = read_card(cpath)
     sd = read_weights(wpath, verify_sha256=card.weights_sha256)
+    if card.base:  # a model that adds a head to another one: the base's weights first, then its own
+        try:
+            bw, _ = resolve_model(card.base["model"])
+            sd = {**read_weights(bw, verify_sha256=card.base.get("weights_sha256", "")), **sd}
+        except (ModelFileError, KeyError, TypeError) as e:
+            raise ModelFileError(f"{cpath}: its base model {card.base.get('model') if isinstance(card.base, dict) else card.base!r} "
+                                 f"is missing or changed ({e})") from e
     try:
         model = MultiLabelModel(card.architecture, card.num_classes, pretrained=None)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:

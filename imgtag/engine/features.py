@@ -215,6 +215,7 @@ class FeatureExtractor:
         self.weights_sha256 = card.weights_sha256
         feat_net = copy.copy(net)  # shares the backbone; only the head is swapped for pooling
         feat_net.head = PoolFeatures()
+        feat_net.extra_heads, feat_net.extra_pools = nn.ModuleDict(), []  # (a keyword model's further heads)
         self.net = feat_net.eval()
         self.dim = 2 * int(net.backbone.num_features)
         self.backbone_sha256 = backbone_sha256(net)

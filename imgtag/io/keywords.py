@@ -428,18 +428,26 @@ def resolve_flat(photos: list[PhotoKeywords]) -> dict[str, str]:
 
 def orphan_sidecars(inputs, photos, recursive: bool = True) -> list[Path]:
     """XMP sidecars under the directories among ``inputs`` that belong to none of ``photos`` (their photo was
-    deleted, moved or is not an image imgtag reads): keywords without an image to learn from."""
-    claimed = {sc.resolve() for p in photos for sc in sidecars_of(p)}
+    deleted, moved or is not an image imgtag reads): keywords without an image to learn from. Walks like the
+    image discovery: hidden entries skipped, symlinked directories not entered, unreadable folders passed over
+    (the discovery reports those)."""
+    import os
+
+    claimed = set()
+    for p in photos:
+        for sc in sidecars_of(p):
+            claimed.add(os.path.abspath(sc))
     out = []
     for root in inputs:
-        root = Path(root)
-        if not root.is_dir():
+        if not os.path.isdir(root):
             continue
-        walk = root.rglob("*") if recursive else root.glob("*")
-        for f in sorted(walk):
-            if f.suffix.lower() == ".xmp" and not any(part.startswith(".") for part in f.relative_to(root).parts) \
-                    and f.is_file() and f.resolve() not in claimed:
-                out.append(f)
+        for d, dirs, files in os.walk(root, followlinks=False):
+            dirs[:] = sorted(x for x in dirs if not x.startswith(".")) if recursive else []
+            for f in sorted(files):
+                full = os.path.join(d, f)
+                if f.lower().endswith(".xmp") and not f.startswith(".") and os.path.abspath(full) not in claimed \
+                        and os.path.isfile(full):
+                    out.append(Path(full))
     return out
 
 

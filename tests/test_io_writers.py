@@ -550,3 +550,15 @@ def test_read_existing_names_the_file_when_foreign(tmp_path, fmt, content):
     msg = str(ei.value)
     assert msg.startswith(f"{out}: ") and "--on-existing overwrite" in msg and "\n" not in msg
     assert read_existing(tmp_path / "none.jsonl", "jsonl") == {}
+
+
+@pytest.mark.parametrize("fmt", STDOUT_FORMATS)
+def test_stdout_is_utf8_whatever_the_locale(monkeypatch, fmt):
+    """Under LANG=C (an ASCII stdout) a non-ASCII label or name was a UnicodeEncodeError; results are UTF-8 like files."""
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii"))
+    with make_writer(fmt, "-") as w:
+        w.write({"path": "fête/caf\udce9.jpg", "labels": [{"label": "crème brûlée", "score": 0.9}]})
+    sys.stdout.flush()
+    out = raw.getvalue()
+    assert "crème brûlée".encode() in out and "fête".encode() in out

@@ -197,6 +197,7 @@ def test_closed_stdin_with_files_from_is_one_line(tiny_model):
     assert p.stderr.decode().strip() == "imgtag: error: --files-from -: cannot read: standard input is closed"
 
 
+@pytest.mark.slow
 def test_full_disk_output_is_one_line(tiny_model, two, small_fs):
     """F7: `-o` on a full disk gave a traceback and left the hidden temp file."""
     with open(small_fs / "filler", "wb", buffering=0) as f:  # fill the disk but for one block
@@ -207,12 +208,13 @@ def test_full_disk_output_is_one_line(tiny_model, two, small_fs):
     out = small_fs / "o.jsonl"
     for i in range(40):  # 42 records with long names: more than the block left
         (two / (f"{i:03d}" + "x" * 200 + ".jpg")).write_bytes((two / "a.jpg").read_bytes())
-    r = run(two, "-o", out, "-m", tiny_model, "--runtime", "torch", "-q", "-t", "0")
-    assert r.exit_code == 1, r.output
-    assert r.stderr.strip() == f"imgtag: error: cannot write {out}: no space left on device"
+    p = imgtag("tag", two, "-o", out, "-m", tiny_model, "--runtime", "torch", "-j", "0", "-q", "-t", "0")  # a real process
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.decode().strip() == f"imgtag: error: cannot write {out}: no space left on device"
     assert sorted(os.listdir(small_fs)) == ["filler"]  # no temp file, no lock file
 
 
+@pytest.mark.slow
 def test_sidecars_on_a_full_disk_stop_with_one_line(tiny_model, small_fs, photos):
     """F7: `-f xmp` on a full disk gave a traceback and left temp files."""
     for i in range(8):
@@ -222,9 +224,9 @@ def test_sidecars_on_a_full_disk_stop_with_one_line(tiny_model, small_fs, photos
             with contextlib.suppress(OSError):
                 while True:
                     f.write(b"\0" * size)
-    r = run(small_fs, "-f", "xmp", "-m", tiny_model, "--runtime", "torch", "-t", "0")
-    assert r.exit_code == 1, r.output
-    last = r.stderr.strip().splitlines()[-1]
+    p = imgtag("tag", small_fs, "-f", "xmp", "-m", tiny_model, "--runtime", "torch", "-j", "0", "-t", "0")  # a real process
+    assert p.returncode == 1, p.stderr
+    last = p.stderr.decode().strip().splitlines()[-1]
     assert re.fullmatch(f"imgtag: error: cannot write {re.escape(str(small_fs))}/p0\\d.jpg.xmp: no space left on device", last)
     assert not [p for p in os.listdir(small_fs) if p.endswith(".tmp")]
 
@@ -247,6 +249,7 @@ def test_nothing_left_outside_imgtags_cache(tiny_model, two, tmp_path):
     assert not [p for p in left if "Microsoft" in p or "onnxruntime" in p], left
 
 
+@pytest.mark.slow
 def test_non_utf8_name_is_tagged_and_resumable(tiny_model, two, tmp_path):
     """F3/B5: `caf\\xe9.jpg` aborted the run as a usage error (exit 2) after a few records, with any -o format;
     on stdout the JSONL carried a raw 0xE9 byte; `-T LIST -0` with such a name gave a traceback."""

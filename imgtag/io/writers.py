@@ -240,8 +240,10 @@ class Writer:
             if sys.stdout is None:  # started with stdout closed (>&-)
                 raise OutputError(self.dest, "it is closed")
             self.f = sys.stdout
-            if self.errors != "strict" and hasattr(self.f, "reconfigure"):
-                self.f.reconfigure(errors=self.errors)
+            if hasattr(self.f, "reconfigure"):  # results are UTF-8 on stdout too, whatever the locale (LANG=C)
+                enc = (getattr(self.f, "encoding", "") or "").lower().replace("-", "")
+                self.f.reconfigure(**({} if enc == "utf8" else {"encoding": "utf-8"}),
+                                   **({} if self.errors == "strict" else {"errors": self.errors}))
         else:
             self._atomic = AtomicFile(self.dest, "w", encoding="utf-8", newline=self.newline)
             self.f = self._atomic.file

@@ -243,10 +243,10 @@ def _locked(fmt: str, output: str):
     import contextlib
 
     from imgtag.io.lock import OutputLocked, output_lock
-    from imgtag.io.writers import WRITERS, is_uri
+    from imgtag.io.writers import WRITERS, is_special, is_uri
 
     stack = contextlib.ExitStack()
-    if fmt in WRITERS and WRITERS[fmt].beside_images or output == "-" or is_uri(output):
+    if fmt in WRITERS and WRITERS[fmt].beside_images or output == "-" or is_uri(output) or is_special(output):
         return stack
     try:
         stack.enter_context(output_lock(output))

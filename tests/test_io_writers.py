@@ -562,3 +562,24 @@ def test_stdout_is_utf8_whatever_the_locale(monkeypatch, fmt):
     sys.stdout.flush()
     out = raw.getvalue()
     assert "crème brûlée".encode() in out and "fête".encode() in out
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+def test_a_fifo_or_device_is_written_to_not_replaced(tmp_path, fmt):
+    """`-o /dev/null` (or a named pipe) was replaced by a regular file: the atomic temp file was renamed over it
+    (as root, /dev/null itself). Tested on a FIFO, which a regression cannot harm."""
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    import threading
+
+    fifo = tmp_path / f"pipe.{fmt}"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)  # noqa: SIM115
+    reader.start()
+    check_output(fifo)
+    write_all(fmt, fifo, GOOD)
+    reader.join(timeout=10)  # a daemon: left blocked if the FIFO was replaced
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and got and len(got[0]) > 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fifo.name]  # no temp file
+    assert make_writer(fmt, fifo).previous() == {}  # never read back (it would block: no writer)

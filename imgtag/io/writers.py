@@ -40,6 +40,7 @@ import errno
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -79,6 +80,19 @@ def _closed_file(e: BaseException) -> bool:
     return isinstance(e, ValueError) and "closed file" in str(e)
 
 
+def is_special(dest: str | Path) -> bool:
+    """``-o`` names an existing device or FIFO (``/dev/null``, ``/dev/stdout``, a named pipe): written to directly,
+    never replaced by a temp file, never locked or read back (reading a FIFO would block)."""
+    dest = str(dest)
+    if dest == "-" or is_uri(dest):
+        return False
+    try:
+        mode = os.stat(dest).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def check_output(dest: str | Path) -> None:
     """Raise :class:`OutputError` unless ``dest`` ("-" = stdout) can be written: its directory exists and takes
     a new file, and it is not a directory. Cheap (one empty temp file made and removed); called before slow work
@@ -91,6 +105,10 @@ def check_output(dest: str | Path) -> None:
     if is_uri(dest):
         return
     parent = os.path.dirname(dest) or "."
+    if is_special(dest):
+        if not os.access(dest, os.W_OK):
+            raise OutputError(dest, "permission denied")
+        return
     if os.path.isdir(dest):
         raise OutputError(dest, "is a directory")
     if not os.path.isdir(parent):
@@ -139,7 +157,7 @@ def read_existing(dest: str | Path, fmt: str, warn=None) -> dict[str, Record]:
     that is not imgtag output (a foreign file, a bad line in the middle, unreadable) raises ValueError, one line
     naming the file, so it is found before the model loads."""
     dest = str(dest)
-    if dest == "-" or is_uri(dest) or not os.path.lexists(dest):
+    if dest == "-" or is_uri(dest) or not os.path.lexists(dest) or is_special(dest):
         return {}
     warn = warn or (lambda msg: None)
     try:
@@ -244,6 +262,9 @@ class Writer:
                 enc = (getattr(self.f, "encoding", "") or "").lower().replace("-", "")
                 self.f.reconfigure(**({} if enc == "utf8" else {"encoding": "utf-8"}),
                                    **({} if self.errors == "strict" else {"errors": self.errors}))
+        elif is_special(self.dest):  # /dev/null, a FIFO: written to directly (replacing /dev/null would be a disaster)
+            self.f = open(self.dest, "w", encoding="utf-8", newline=self.newline, errors=self.errors)  # noqa: SIM115
+            self._special = True
         else:
             self._atomic = AtomicFile(self.dest, "w", encoding="utf-8", newline=self.newline)
             self.f = self._atomic.file
@@ -274,6 +295,8 @@ class Writer:
             self.f.flush()
             if self._atomic:
                 self._atomic.commit()
+            elif getattr(self, "_special", False):
+                self.f.close()
         except (OSError, ValueError) as e:
             self.abort()
             if isinstance(e, ValueError) and not _closed_file(e):
@@ -288,6 +311,9 @@ class Writer:
         """Stop without producing the output file (stdout output already written stays written)."""
         if self._atomic:
             self._atomic.abort()
+        elif getattr(self, "_special", False) and self.f is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.f.close()
         self.f = None
 
     def __enter__(self) -> "Writer":
@@ -451,7 +477,7 @@ class ParquetWriter(Writer):
     row_group = 1024
 
     def previous(self, warn=None):
-        if is_uri(self.dest) or not Path(self.dest).exists():
+        if is_uri(self.dest) or not Path(self.dest).exists() or is_special(self.dest):
             return {}
         import pyarrow.parquet as pq
 
@@ -477,6 +503,8 @@ class ParquetWriter(Writer):
         if is_uri(self.dest):
             fs, path = pafs.FileSystem.from_uri(self.dest)
             self.f = fs.open_output_stream(path)
+        elif is_special(self.dest):  # /dev/null, a FIFO: written to directly
+            self.f = open(self.dest, "wb")  # noqa: SIM115
         else:
             self._atomic = AtomicFile(self.dest, "wb", encoding=None)
             self.f = self._atomic.file

@@ -236,3 +236,35 @@ def test_cli_ray_walk_problems_and_bad_outputs_are_one_line(tiny_model, photos, 
     foreign.write_text("path,labels\na.jpg,dog\n")
     r = tag(d, "-m", tiny_model, "--engine", "ray", "-o", foreign)
     assert r.exit_code == 2 and r.stderr.startswith(f"imgtag: error: {foreign}: line 1 is not a JSON record")
+
+
+@pytest.mark.slow
+def test_cli_ray_sigterm_keeps_results(tiny_model, photos, tmp_path):
+    """F2 with --engine ray: ray.init replaced imgtag's SIGTERM handler with sys.exit, so SIGTERM gave exit 1 with no
+    'interrupted' line. A real process, its own local Ray (this module's Ray is not shared across processes)."""
+    import signal
+    import subprocess
+    import time
+
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(400):
+        (d / f"p{i:03d}.jpg").write_bytes(photos[i % len(photos)].read_bytes())
+    out = tmp_path / "o.jsonl"
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.Popen([sys.executable, "-m", "imgtag", "tag", d, "-o", out, "-m", tiny_model, "--engine", "ray",
+                          "--actors", "1", "-b", "2", "-q"], cwd=root, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:  # wait until records are being written
+        tmps = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+        if tmps and os.path.getsize(tmp_path / tmps[0]) > 300:
+            break
+        time.sleep(0.1)
+    assert p.poll() is None, "the run ended before it could be signalled"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err.decode()
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 0 < len(kept) < 400 and all("labels" in r for r in kept)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith((".tmp", ".lock"))]
+    assert "interrupted" in err.decode() and "Traceback" not in err.decode()

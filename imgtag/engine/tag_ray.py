@@ -10,6 +10,8 @@ file (columns path, labels, scores, error) to a local path (atomically) or a URI
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import warnings
 from contextlib import contextmanager
 
@@ -30,11 +32,16 @@ def _ray_session(ray, address: str | None, quiet_stdout: bool):
     started = not ray.is_initialized()
     if started:
         # worker output goes to the driver's stdout/stderr: keep it off stdout when results go there
+        term = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=not quiet_stdout,
                      logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RuntimeError(f"cannot start or reach Ray at {address or 'a new local instance'}: {e}") from e
+        if callable(term) and threading.current_thread() is threading.main_thread():
+            # ray.init replaced the CLI's SIGTERM handler with sys.exit: put it back, so SIGTERM keeps the results
+            # like Ctrl-C (exit 143); ray.shutdown below still stops the local Ray it started
+            signal.signal(signal.SIGTERM, term)
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
     ctx.execution_options.preserve_order, ctx.enable_progress_bars = True, False  # input order; our own progress bar

@@ -141,11 +141,22 @@ def collate(items: list[Item], size: int) -> Batch:
                  [it.index for it in items], [it.error for it in items])
 
 
+def _quiet_worker(_worker_id: int) -> None:
+    """In a decode worker: no traceback from a helper thread. multiprocessing's fd server (resource_sharer), which
+    hands batches to the parent, prints one through sys.excepthook when the parent stops the worker mid-request
+    (after Ctrl-C/SIGTERM: issue 16, F2); the parent reports whatever matters. IMGTAG_DEBUG=1 keeps them."""
+    import sys
+
+    if not os.environ.get("IMGTAG_DEBUG"):
+        sys.excepthook = lambda *exc: None
+
+
 def loader(ds: ImageFiles, batch_size: int, workers: int | None = None, sampler=None, collate_fn=None,
            pin_memory: bool = False, prefetch: int = 4) -> DataLoader:
     """A DataLoader over ``ds`` in input order (or ``sampler``'s), decoded by ``workers`` processes (0: here)."""
     workers = default_workers() if workers is None else workers
-    kw = dict(num_workers=workers, persistent_workers=False, prefetch_factor=prefetch) if workers > 0 else {}
+    kw = dict(num_workers=workers, persistent_workers=False, prefetch_factor=prefetch,
+              worker_init_fn=_quiet_worker) if workers > 0 else {}
     collate_fn = collate_fn or partial(collate, size=ds.size)
     return DataLoader(ds, batch_size=batch_size, shuffle=False, sampler=sampler, collate_fn=collate_fn,
                       pin_memory=pin_memory, **kw)

@@ -193,7 +193,7 @@ def add_embedded(lib: Path, idx, ds, seed: int = 1) -> dict:
     return {"new_photos": n}
 
 
-def measure(lib: Path, model: str, folds: int = 5) -> dict:
+def measure(lib: Path, model: str, folds: int = 5, cached_only: bool = False, few_shot: bool = True) -> dict:
     """The learned model on VOC2007 val; the riding concept; CV vs val per keyword; the few-shot curve."""
     from imgtag.engine.features import photo_features
     from imgtag.engine.learn import (Labels, LearnConfig, apply_platt, calibrate, collect, cross_validate,
@@ -202,7 +202,17 @@ def measure(lib: Path, model: str, folds: int = 5) -> dict:
 
     dva, ids_va = voc_labels("val")
     keywords, head, thresholds, table = read_learned(model)
-    Xv, okv, _ = photo_features(list(dva.paths), extractor())
+    vpaths = list(dva.paths)
+    if cached_only:  # a busy machine: only the val photos whose features are cached (said in the output)
+        from imgtag.engine.features import file_sha256
+
+        store = extractor().store()
+        vpaths = [p if store.get(file_sha256(p)) is not None else None for p in vpaths]
+    keep = [i for i, p in enumerate(vpaths) if p is not None]
+    Xk, okk, _ = photo_features([vpaths[i] for i in keep], extractor())
+    Xv = np.zeros((len(vpaths), Xk.shape[1]), np.float32)
+    okv = np.zeros(len(vpaths), bool)
+    Xv[keep], okv[keep] = Xk, okk
     va_idx = np.flatnonzero(okv)
     Xv = Xv[okv]
     tv, mv = dva.targets.numpy()[va_idx], dva.masks.numpy()[va_idx]
@@ -244,6 +254,8 @@ def measure(lib: Path, model: str, folds: int = 5) -> dict:
         "mean_val_recall": round(float(np.mean([p["val_recall"] for p in reached])), 4),
         "keywords_val_precision_ge_0.85": sum(p["val_precision"] >= 0.85 for p in reached)}
     # few-shot: n positive photos per keyword (the others' labels for it unknown), learned and measured the same way
+    if not few_shot:
+        return res
     labels = collect([lib], LearnConfig(out="x", min_examples=2))
     X, ok, _ = photo_features(labels.photos, extractor())
     Y, W, X = labels.targets[ok], labels.weights[ok], X[ok]
@@ -276,6 +288,8 @@ def main() -> None:
     ap.add_argument("--model", default="", help="measure: the learned model (json)")
     ap.add_argument("--json", default="")
     ap.add_argument("--embedded", type=int, default=40)
+    ap.add_argument("--cached-only", action="store_true", help="measure: only val photos whose features are cached")
+    ap.add_argument("--no-few-shot", action="store_true")
     a = ap.parse_args()
     lib = Path(a.lib)
     if a.step == "timing-library":  # all of VOC2007 trainval (5,011 photos), every photo keyworded, sidecars only
@@ -290,7 +304,7 @@ def main() -> None:
     elif a.step == "add":
         res = add_embedded(lib, extra, dtr)
     else:
-        res = measure(lib, a.model)
+        res = measure(lib, a.model, cached_only=a.cached_only, few_shot=not a.no_few_shot)
     out = json.dumps(res, indent=1, default=float)
     if a.json:
         Path(a.json).write_text(out)

@@ -157,7 +157,8 @@ def test_embedded_xmp_written_by_exiftool(tmp_path, ext):
 def test_precision_threshold():
     s = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
     pos = np.array([1, 1, 1, 1, 1, 0, 1, 0, 0, 0], bool)
-    t = precision_threshold(s, pos, 0.85)
+    assert precision_threshold(s, pos, 0.85)["threshold"] == 0.5  # never below the floor: P(right) >= 0.5
+    t = precision_threshold(s, pos, 0.85, floor=0)
     assert t["reached"] and 0.4 < t["threshold"] < 0.5 and t["precision"] == pytest.approx(6 / 7)
     assert t["recall"] == 1.0
     t = precision_threshold(s, pos, 0.99)

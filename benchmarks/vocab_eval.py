@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from imgtag.vocab.score import Vocabulary
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's imgtag
+from imgtag.vocab.score import Vocabulary  # noqa: E402
 
 
 def main() -> None:

@@ -75,3 +75,20 @@ for m in [float(x) for x in a.masses.split(",")]:
 if a.json:
     Path(a.json).write_text(json.dumps({"images": int(len(L)), "no_veto": {"CF1": float(base["CF1"]), "OF1": float(base["OF1"])},
                                         "rows": rows}, indent=1))
+
+# ---- top levels on VOC val: how often "animal" / "vehicle" are emitted, and how often rightly ---------------------
+# truth: any VOC label below that top level (VOC labels nearly every animal and vehicle in its photos; "object",
+# "furniture" etc. are left out: VOC leaves most objects unlabelled, so their precision cannot be measured here)
+veto_cfg = card.vocabulary.get("veto")
+tagged = Vocabulary.from_card(d).tag(L)
+print("\nemitted keywords on VOC val (the shipped card's selection" + (f", veto {veto_cfg['mass']}" if veto_cfg else "") + "):")
+for top in ("animal", "vehicle", "person"):
+    cols = [c for c, i in voc_kw.items() if v.paths[i].split("|")[0] == top]
+    truth = (T[:, cols] & M[:, cols]).any(1)
+    emitted = np.array([top in {k.name for k in row} for row in tagged])
+    prec = (emitted & truth).sum() / max(emitted.sum(), 1)
+    rec = (emitted & truth).sum() / max(truth.sum(), 1)
+    print(f"  {top:<8} emitted on {int(emitted.sum()):4d} photos, precision {100 * prec:.1f} %, recall {100 * rec:.1f} % "
+          f"(truth: {', '.join(card.labels[c] for c in cols)})")
+counts = [len(row) for row in tagged]
+print(f"  keywords per photo: median {np.median(counts):.0f}, p90 {np.percentile(counts, 90):.0f}")

@@ -11,6 +11,8 @@
 * The vocabulary is imgtag/vocab/imagenet1k.json (built by ``python -m imgtag.vocab.build``); the ImageNet
   keywords share one softmax-mass threshold (``--threshold``, chosen by benchmarks/vocab_calibrate.py on VOC val),
   the 20 VOC keywords also fire from the VOC head at its card thresholds.
+* ``--keyword-thresholds FILE``: per-keyword ImageNet thresholds ({"thresholds": {name: t}}) replacing the shared
+  one for those keywords: benchmarks/vocab_lift.py's "lift over chance" rule on VOC val (imgtag/vocab/lift_thresholds.json).
 * ``--veto MASS``: the VOC head's firing of a keyword does not count when the ImageNet head puts at least MASS on
   one sibling subtree (bear vs dog; chosen on VOC val by benchmarks/vocab_veto.py); 0 (default): no veto.
 """
@@ -37,6 +39,7 @@ ap.add_argument("--base", default="voc2007-lite2-448-csra-asl")
 ap.add_argument("--name", default="lite2-448-keywords")
 ap.add_argument("--threshold", type=float, default=0.2)
 ap.add_argument("--veto", type=float, default=0.0)
+ap.add_argument("--keyword-thresholds", default="")
 ap.add_argument("--head", default="", help=".npz with weight (1000×1280) and bias of another ImageNet head")
 ap.add_argument("--default", action="store_true")
 a = ap.parse_args()
@@ -60,6 +63,10 @@ with torch.no_grad():
     lin.weight.copy_(w)
     lin.bias.copy_(b)
 heads, vocabulary = card_section(vocab, card.labels, card.class_thresholds(), a.threshold)
+own = json.loads(Path(a.keyword_thresholds).read_text()) if a.keyword_thresholds else {"thresholds": {}}
+known = {k["name"]: k for k in vocabulary["keywords"]}
+for name, t in own["thresholds"].items():
+    known[name]["thresholds"][vocab["head"]] = float(t)  # KeyError: a keyword the vocabulary lacks
 if a.veto:
     vocabulary["veto"] = {"heads": ["voc"], "by": vocab["head"], "mass": a.veto}
 new = dataclasses.replace(
@@ -68,9 +75,11 @@ new = dataclasses.replace(
                  f"features, scored as {len(vocabulary['keywords'])} hierarchical photo keywords"),
     recipe={**card.recipe, "vocabulary": {"built_by": "python -m imgtag.vocab.build WORDNET_DIR",
                                           "shipped_by": f"python tools/ship_vocab.py --threshold {a.threshold}"
+                                                        + (f" --keyword-thresholds {a.keyword_thresholds}" if a.keyword_thresholds else "")
                                                         + (f" --veto {a.veto}" if a.veto else "")
                                                         + (f" --head {a.head}" if a.head else ""),
                                           "veto": vocabulary.get("veto"),
+                                          "keyword_thresholds": own.get("rule", "") and {"rule": own["rule"], **own["thresholds"]},
                                           "imagenet_threshold": a.threshold,
                                           "imagenet_head": a.head or "original EfficientNet-Lite2 classifier"}})
 wpath, cpath = save_model(model, new, out_dir / a.name, dtype=torch.float16)

@@ -110,6 +110,7 @@ class Vocabulary:
                     thr[i] = float(t)
             self.maps[name], self.thresholds[name] = M, thr
         self.width = start
+        self._pairs = {name: np.nonzero(M) for name, M in self.maps.items()}  # (keyword, class) pairs of each head
         # the veto (see the module doc): keyword -> its siblings, for the keywords the vetoed heads can fire
         self.veto = dict(veto) if veto else None
         self._veto_siblings: dict[int, np.ndarray] = {}
@@ -153,8 +154,10 @@ class Vocabulary:
             if h.get("activation") == "softmax":
                 per_head[name] = P @ M.T
             else:  # largest probability among the keyword's own classes
-                per_head[name] = (np.where(M[None] > 0, P[:, None, :], 0).max(-1) if M.any()
-                                  else np.zeros((N, K), np.float32))
+                kw, cls = self._pairs[name]
+                s = np.zeros((K, N), np.float32)
+                np.maximum.at(s, kw, P[:, cls].T)
+                per_head[name] = s.T
         if self._veto_siblings:  # a vetoed head's score does not count where the veto head is sure of a sibling
             by, mass = per_head[self.veto["by"]], float(self.veto["mass"])
             for name in self.veto["heads"]:

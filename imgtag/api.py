@@ -20,10 +20,10 @@ def tag(paths_or_images: Any, model: str | Path | Tagger | None = None, **kw) ->
     >>> import imgtag
     >>> preds = imgtag.tag(["cat.jpg", "holiday/"], threshold=0.5)
     >>> {p.path: [lab.label for lab in p.labels] for p in preds}
-    {'cat.jpg': ['cat'], 'holiday/beach.jpg': ['person', 'boat']}
+    {'cat.jpg': ['cat', 'animal'], 'holiday/beach.jpg': ['person', 'boat', 'vehicle']}
     >>> from PIL import Image
     >>> imgtag.tag(Image.open("cat.jpg"))[0].labels
-    [Label(label='cat', score=0.97, path=None)]
+    [Label(label='cat', score=0.96, path='animal|cat'), Label(label='animal', score=0.96, path='animal')]
     """
     from imgtag.io.discover import iter_image_paths
 

@@ -211,9 +211,11 @@ def tag(
         except OutputError as e:
             _output_failed(e)
     if review:
-        from imgtag.engine.review import write_review
+        from imgtag.engine.review import card_hints, write_review
 
-        sheet = write_review(records, review, keywords=tagger.labels, thresholds=dict(zip(tagger.labels, map(float, tagger.thresholds))))
+        keywords, thresholds = (card_hints(tagger.card) if tagger.card.vocabulary is not None
+                                else (tagger.labels, dict(zip(tagger.labels, map(float, tagger.thresholds)))))
+        sheet = write_review(records, review, keywords=keywords, thresholds=thresholds)
         print(f"imgtag: review sheet written to {sheet.index} ({sheet.photos} photos, {sheet.pages} pages)", file=sys.stderr)
     raise typer.Exit(summary.exit_code)
 

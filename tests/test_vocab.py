@@ -241,3 +241,14 @@ def test_veto_drops_a_voc_keyword_when_imagenet_is_sure_of_a_sibling():
     assert "dog" in [k.name for k in vetoed.tag(unsure)[0]]
     with pytest.raises(ValueError, match="veto"):
         Vocabulary(heads, kws, veto={"heads": ["nope"], "by": "imagenet", "mass": 0.6})
+
+
+def test_review_hints_of_a_keyword_model_are_its_keywords():
+    from imgtag.card import read_card, resolve_model
+    from imgtag.engine.review import card_hints, model_hints
+
+    kws, thr = card_hints(read_card(resolve_model("lite2-448-keywords")[1]))
+    assert len(kws) >= 500 and "golden retriever" in kws and "dining table" in kws and "diningtable" not in kws
+    assert thr["dog"] == pytest.approx(0.15) and thr["animal"] > 0.3  # dog: the lower of its two heads' thresholds
+    labels, thr = model_hints("voc2007-lite2-448-csra-asl")
+    assert "diningtable" in labels and len(labels) == 20

@@ -222,7 +222,16 @@ def model_hints(model: str | None) -> tuple[list[str], dict[str, float]]:
     read from its card only (no weights loaded)."""
     from imgtag.card import read_card, resolve_model
 
-    card = read_card(resolve_model(model)[1])
+    return card_hints(read_card(resolve_model(model)[1]))
+
+
+def card_hints(card) -> tuple[list[str], dict[str, float]]:
+    """:func:`model_hints` of a card: its labels, or with a keyword vocabulary its keywords (each at its lowest head
+    threshold: the score at which some head fires it)."""
+    if card.vocabulary is not None:
+        kws = card.vocabulary.get("keywords", [])
+        return [k["name"] for k in kws], {k["name"]: float(min(k["thresholds"].values()))
+                                           for k in kws if k.get("thresholds")}
     return list(card.labels), dict(zip(card.labels, map(float, card.class_thresholds())))
 
 

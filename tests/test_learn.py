@@ -249,6 +249,7 @@ def test_learn_cli_end_to_end(library, tmp_path, tiny_model):
     paths, cols, thr = user_columns(card)
     assert paths == ["Café", "Colors|blue", "Colors|red"] and [row["keyword"] for row in card.metrics["keywords"]] == paths
     assert {k["name"] for k in card.vocabulary["keywords"]} == {"Café", "Colors", "blue", "red"}
+    assert card.metrics["below_target"] == [r["keyword"] for r in card.metrics["keywords"] if not r["reached"]]
     red = next(row for row in card.metrics["keywords"] if row["keyword"] == "Colors|red")
     assert red["photos"] == 12 and red["ap"] > 90 and (red["threshold"] < 0.99 or not red["reached"])
     # one backbone pass over the learned model: red photos score red high

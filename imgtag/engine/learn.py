@@ -471,7 +471,9 @@ def save_learned(cfg: LearnConfig, keywords: list[str], head: tuple[np.ndarray, 
         bcard, name=stem.name, architecture=arch, heads=heads,
         vocabulary={"separator": SEP, "keywords": vocab}, base={"model": _base_reference(bcard),
                                                                 "weights_sha256": bcard.weights_sha256},
-        recipe=recipe, metrics={"keywords": table, "precision_target": cfg.precision, "base": bcard.metrics},
+        recipe=recipe, metrics={"keywords": table, "precision_target": cfg.precision,
+                                 "below_target": [r["keyword"] for r in table if not r.get("reached", True)],
+                                 "base": bcard.metrics},
         thresholds_by_precision={k: v for k, v in bcard.thresholds_by_precision.items()},
         cpu_precision="fp32",  # the base's int8 graph does not have the user head
         description=f"learned by `imgtag learn` from the user's keyworded photos: {K} keywords on the backbone "

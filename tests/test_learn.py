@@ -399,3 +399,30 @@ def test_selector_emits_the_users_paths():
     assert [lb.label for lb in sel(np.array([0.9, 0.7], np.float32))] == ["dog"]
     with pytest.raises(ValueError):
         Selector(["Mia"], 0.5, exclude=["Kids"], paths=["Family|Kids|Mia"])
+
+
+@pytest.mark.slow
+def test_feature_cache_key_is_the_backbone(tmp_path, tiny_model):
+    """Two models with the same backbone weights (one with a keyword model's extra head) share the feature-cache
+    key and give the same features: changing the default model to one with more heads keeps the cache."""
+    import torch
+
+    from imgtag.card import read_card, save_model
+    from imgtag.engine.features import FeatureExtractor
+    from imgtag.models.model import MultiLabelModel, load_model
+
+    base, card = load_model(str(tiny_model))
+    arch = {**card.architecture, "extra_heads": [{"name": "imagenet", "size": 7}]}
+    m = MultiLabelModel(arch, card.num_classes)
+    m.load_state_dict(base.state_dict(), strict=False)
+    _, c2 = save_model(m, read_card(tiny_model).__class__(
+        name="kw", labels=card.labels, architecture=arch, input_size=64, heads=[
+            {"name": "voc", "size": 3}, {"name": "imagenet", "size": 7, "activation": "softmax"}]), tmp_path / "kw")
+    a, b = FeatureExtractor(str(tiny_model), runtime="torch"), FeatureExtractor(str(c2), runtime="torch")
+    assert a.key == b.key and b.dim == 2 * 1280
+    x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    assert np.allclose(a(x), b(x), atol=1e-5)
+    with torch.no_grad():  # and a different backbone is another key
+        next(m.backbone.parameters()).add_(1)
+    _, c3 = save_model(m, read_card(c2), tmp_path / "other")
+    assert FeatureExtractor(str(c3), runtime="torch").key != a.key

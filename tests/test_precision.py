@@ -230,8 +230,12 @@ def test_cpu_default_is_the_fastest_key_within_the_accuracy_bars():
     by = _metrics(**{"openvino:int8": good, "int8": low_map, "openvino:bf16": low_cf1})["by_precision"]
     assert choose_cpu_key(by) == "openvino:int8"
     assert choose_cpu_key(by, installed={"onnx", "torch"}) == "fp32"  # OpenVINO not installed
-    slow = dict(good, speed_vs_fp32=0.9)  # qualifies but slower than fp32
+    slow = dict(good, speed_vs_fp32=1.05)  # qualifies but not 1.1× fp32: not worth its accuracy cost
     assert choose_cpu_key(_metrics(**{"openvino:int8": slow})["by_precision"]) == "fp32"
+    per_cpu = dict(good, speed_vs_fp32={"avx2": 1.02, "vnni": 1.8})  # speeds are per CPU class
+    assert choose_cpu_key(_metrics(**{"openvino:int8": per_cpu})["by_precision"], cpu="vnni") == "openvino:int8"
+    assert choose_cpu_key(_metrics(**{"openvino:int8": per_cpu})["by_precision"], cpu="avx2") == "fp32"
+    assert choose_cpu_key(_metrics(**{"openvino:int8": per_cpu})["by_precision"], cpu="amx") == "fp32"  # unmeasured
     card = _card(metrics=_metrics(**{"openvino:int8": good, "int8": low_map}))
     auto = ["onnx", "openvino", "torch"]
     assert plan(card, "cpu", "auto", None, auto) == [("openvino", "int8"), ("onnx", None), ("openvino", None),

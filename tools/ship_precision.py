@@ -17,10 +17,12 @@ Needs ``pip install 'imgtag[quantize]'`` (NNCF, Apache-2.0): only here, at ship 
 3. **Calibrate** per-class thresholds on each key's OWN val scores with the card's rule
    (:func:`imgtag.engine.metrics.calibrate_thresholds`, as ``thresholds`` were for fp32) into
    ``thresholds_by_precision`` (``openvino:int8``, ``int8``); metrics per key go to ``metrics["by_precision"]``
-   with the model-only images/s measured here (all keys alternating in one process, same batches).
+   with the model-only speed measured here (images per CPU-second, 1 thread, all keys alternating in one
+   process, same batches: CPU time is what a shared box does not distort).
 4. **cpu_precision**: the fastest key whose mAP is within 0.3 and CF1 within 0.5 of fp32 (each at its own
-   thresholds); fp32 when none qualifies. ``imgtag.runtime.precision`` reads the same metrics at run time, so
-   the choice is data, not code.
+   thresholds) and that is ≥ 1.1× fp32 on this CPU class; fp32 when none qualifies. ``imgtag.runtime.precision``
+   reads the same metrics at run time (speeds per CPU class: ``avx2``, ``vnni``, ``amx``...), so the choice is
+   data, not code; run this tool on a VNNI/AMX machine to add that class's speeds.
 """
 from __future__ import annotations
 
@@ -127,16 +129,17 @@ def logits_of(run, px: np.ndarray, batch: int = 16) -> np.ndarray:
 
 
 def speeds(runs: dict, px: np.ndarray, batch: int, rounds: int = 3) -> dict[str, float]:
-    """Model-only images/s per key: the keys take turns (``rounds``), the best round each; one warm-up batch."""
+    """Model-only images per CPU-second per key (this process's CPU time, so other jobs on a shared box hardly
+    move it): the keys take turns (``rounds``), the best round each; one warm-up batch."""
     best = dict.fromkeys(runs, 0.0)
     for run in runs.values():
         run(px[:batch])
     for _ in range(rounds):
         for k, run in runs.items():
-            t = time.perf_counter()
+            t = time.process_time()
             for i in range(0, len(px), batch):
                 run(px[i:i + batch])
-            best[k] = max(best[k], len(px) / (time.perf_counter() - t))
+            best[k] = max(best[k], len(px) / (time.process_time() - t))
     return best
 
 
@@ -151,8 +154,11 @@ def main() -> None:
     ap.add_argument("--ort-int8", action="store_true", help="also ship NAME.int8.onnx (ONNX Runtime static QDQ)")
     ap.add_argument("--out", help="write the graph(s) and card here instead of beside the card (experiments)")
     ap.add_argument("--speed-n", type=int, default=96)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="threads for the scoring passes")
+    ap.add_argument("--speed-threads", type=int, default=1, help="threads for the speed rounds (CPU time)")
     ap.add_argument("--dry-run", action="store_true", help="print the metrics, write no card")
+    ap.add_argument("--requantize", action="store_true", help="quantise again even when the card's IR was made "
+                    "from these weights")
     ap.add_argument("--no-parity", action="store_true", help="skip the OpenVINO f32 parity pass (256 val images)")
     ap.add_argument("--no-speed", action="store_true", help="skip the model-only speed rounds")
     a = ap.parse_args()
@@ -162,7 +168,8 @@ def main() -> None:
     from imgtag.engine.metrics import calibrate_thresholds, evaluate_scores
     from imgtag.models.model import load_model
     from imgtag.runtime.onnx import export_bytes, quantize_int8, weights_id
-    from imgtag.runtime.precision import MAX_CF1_DROP, MAX_MAP_DROP, choose_cpu_key
+    from imgtag.runtime.openvino import ir_weights_sha256 as ir_sha
+    from imgtag.runtime.precision import MAX_CF1_DROP, MAX_MAP_DROP, MIN_SPEEDUP, choose_cpu_key, cpu_class
 
     print(f"load before: {load_avg()}", flush=True)
     card = read_card(a.card)
@@ -177,9 +184,21 @@ def main() -> None:
     cal = calib_paths(a.voc, a.calib_n)
     calib = decode(cal, S, "voc_train_calib")
     xml = out / f"{card.name}.openvino-int8.xml"
+    src_xml = Path(a.card).with_suffix(".openvino-int8.xml")
     t = time.perf_counter()
-    recipe = quantize_openvino(fp32, np.asarray(calib), xml, sha, a.preset, a.ignore.split(","),
-                               not a.no_fast_bias_correction)
+    if not a.requantize and src_xml.is_file() and ir_sha(src_xml) == sha:  # made from these weights: keep it
+        import openvino as ov
+
+        recipe = json.loads(ov.Core().read_model(str(src_xml)).get_rt_info(["imgtag", "recipe"]).astype(str))
+        if src_xml != xml:
+            import shutil
+
+            shutil.copyfile(src_xml, xml)
+            shutil.copyfile(src_xml.with_suffix(".bin"), xml.with_suffix(".bin"))
+        print(f"openvino int8: kept {src_xml} (made from these weights; --requantize to make it again)", flush=True)
+    else:
+        recipe = quantize_openvino(fp32, np.asarray(calib), xml, sha, a.preset, a.ignore.split(","),
+                                   not a.no_fast_bias_correction)
     print(f"openvino int8: {xml} ({(xml.stat().st_size + xml.with_suffix('.bin').stat().st_size) / 2**20:.1f} MiB, "
           f"{time.perf_counter() - t:.0f} s) {json.dumps(recipe)}", flush=True)
     # OpenVINO int8 first (the pass that matters), then the fp32 reference, then the rest
@@ -196,7 +215,8 @@ def main() -> None:
     px = decode([str(p) for p in ds.paths], S, "voc_val")
     logits = {}
     for key, g in graphs.items():
-        gid = file_hash(g, g.with_suffix(".bin")) if g.suffix == ".xml" else file_hash(g)
+        # fp32 scores depend on the weights and size only (the export is checked against torch); int8 on the IR
+        gid = file_hash(g, g.with_suffix(".bin")) if g.suffix == ".xml" else f"{sha[:16]}-{S}"
         f = CACHE / f"{card.name}-{key.replace(':', '-')}-{gid}.npy"
         if f.is_file():
             logits[key] = np.load(f)
@@ -226,17 +246,21 @@ def main() -> None:
             by_thr[key] = [float(x) for x in thr]
         print(f"{key}: mAP {r['mAP']:.2f} CF1 {r['CF1']:.2f} OF1 {r['OF1']:.2f} (own thresholds; CF1 at fp32's "
               f"{rc['CF1']:.2f}) max |Δlogit| {d:.3g}", flush=True)
-    runs = {k: make_run(k, g, a.threads) for k, g in graphs.items()}
+    runs = {k: make_run(k, g, a.speed_threads) for k, g in graphs.items()}
     sp = {} if a.no_speed else speeds(runs, np.asarray(px[:a.speed_n]), 16)
-    for k, v in sp.items():
-        by_metrics[k]["model_img_s"] = round(v, 2)
-        by_metrics[k]["speed_vs_fp32"] = round(v / sp["fp32"], 3)
-    note = "not measured" if a.no_speed else f"model-only, batch 16, {a.threads} threads, {a.speed_n} val images, load {load_avg()}"
+    cpu = cpu_class()
+    for k, v in sp.items():  # per CPU class: int8 pays off with VNNI/AMX only (merged with earlier classes)
+        old = (card.metrics.get("by_precision") or {}).get(k, {}).get("speed_vs_fp32")
+        by_metrics[k]["speed_vs_fp32"] = {**(old if isinstance(old, dict) else {}), cpu: round(v / sp["fp32"], 3)}
+        by_metrics[k]["model_img_per_cpu_s"] = {cpu: round(v, 2)}
+    note = "not measured" if a.no_speed else (f"model-only images per CPU-second, batch 16, {a.speed_threads} thread(s), {a.speed_n} val images, "
+                                              f"best of 3 alternating rounds, CPU class {cpu_class()}, load {load_avg()}")
     print(f"speed ({note}): " + ", ".join(f"{k} {v:.1f}" for k, v in sp.items()), flush=True)
     by_metrics["_speed"] = note
     by_metrics["_recipe_openvino:int8"] = recipe
     cpu = choose_cpu_key(by_metrics) or "fp32"
-    print(f"cpu default: {cpu} (the fastest within {MAX_MAP_DROP} mAP and {MAX_CF1_DROP} CF1 of fp32)")
+    print(f"cpu default here ({cpu_class()}): {cpu} (the fastest within {MAX_MAP_DROP} mAP and {MAX_CF1_DROP} CF1 "
+          f"of fp32 and ≥ {MIN_SPEEDUP}× its speed)")
     print(f"load after: {load_avg()}")
     if a.dry_run:
         return

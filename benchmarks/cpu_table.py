@@ -12,7 +12,8 @@ Rows (all in this one run, taking turns ``--rounds`` times, best round each):
 Per row: ``imgtag tag`` run as a real subprocess on the first ``--n`` val images (``-T list -o out.jsonl``):
 the images/s its summary line reports (decode workers + model + selection + writing, model loading excluded)
 and the process's wall time (with start-up and model loading); model-only images/s of the same runner (the
-Tagger the CLI builds, same threads and batch) on the same images decoded beforehand; the overhead ratio
+Tagger the CLI builds, same threads and batch) on the first ``--model-n`` of the same images decoded beforehand;
+today's row runs on all physical cores (``IMGTAG_THREADS``), as today's code did whatever the load; the overhead ratio
 end-to-end / model-only (target ≥ 90 %); × today's default; mAP / CF1 at the row's own thresholds from the
 card (``metrics.by_precision``, measured on all VOC07 val by tools/ship_precision.py). Then ``imgtag --help``:
 median wall of ``--help-n`` runs, and whether the CLI import pulls torch. ``uptime`` before and after.
@@ -80,12 +81,13 @@ def ort_int8_model(model: str, voc: str) -> str:
     return str(dst)
 
 
-def tag_e2e(model: str, flags: list[str], listfile: Path, out: Path) -> dict:
+def tag_e2e(model: str, flags: list[str], listfile: Path, out: Path, env: dict | None = None) -> dict:
     """One ``imgtag tag`` subprocess: summary images/s, wall seconds, the 'runtime ...' line."""
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "imgtag", "tag", "-T", str(listfile), "-m", model, "-o", str(out), *flags]
     t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "250"})
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "COLUMNS": "250", **(env or {})})
     wall = time.perf_counter() - t
     err = " ".join(r.stderr.split())
     m = re.search(r"(\d+) tagged.*? in ([\d.]+)s \(([\d.]+) images/s\)", err)
@@ -106,8 +108,11 @@ def model_only(tagger, px: np.ndarray, batch: int) -> float:
     return len(px) / (time.perf_counter() - t)
 
 
-def make_tagger(model: str, flags: list[str], **kw):
+def make_tagger(model: str, flags: list[str], env: dict | None = None, **kw):
     from imgtag.runtime.tagger import Tagger
+
+    if env and "IMGTAG_THREADS" in env:
+        kw["threads"] = int(env["IMGTAG_THREADS"])
 
     rt = flags[flags.index("--runtime") + 1] if "--runtime" in flags else "auto"
     prec = flags[flags.index("--precision") + 1] if "--precision" in flags else None
@@ -142,7 +147,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--model", default=None, help="the new default model (default: the shipped default)")
     ap.add_argument("--today", default="voc2007-lite2-448-csra-asl", help="today's default model (ORT fp32)")
-    ap.add_argument("--rows", default="today,ov-f32,ov-int8,ort-int8,ort-fp32,new")
+    ap.add_argument("--rows", default="today,ov-f32,ov-int8,ort-int8,new", help="also: ort-fp32 (the new model)")
+    ap.add_argument("--model-n", type=int, default=200, help="images for the model-only rate (steady state)")
     ap.add_argument("--help-n", type=int, default=9)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--voc", default=VOC)
@@ -160,6 +166,10 @@ def main() -> None:
     paths = val_paths(a.voc, a.n)
     listfile = CACHE / f"val{a.n}.txt"
     listfile.write_text("\n".join(paths) + "\n")
+    from imgtag.runtime.onnx import physical_cores
+
+    # today's default ran ONNX Runtime fp32 on all physical cores whatever the load
+    today_env = {"IMGTAG_THREADS": str(physical_cores())}
     rows = {"today": (a.today, ["--runtime", "onnx", "--precision", "fp32"], "today's default: ORT fp32"),
             "ort-fp32": (new, ["--runtime", "onnx", "--precision", "fp32"], "ORT fp32"),
             "ov-f32": (new, ["--runtime", "openvino", "--precision", "fp32"], "OpenVINO f32"),
@@ -175,16 +185,16 @@ def main() -> None:
             model = ort_int8_model(new, a.voc)
             rows[r] = (model, flags, label)
         try:
-            taggers[r] = make_tagger(model, flags)
+            taggers[r] = make_tagger(model, flags, today_env if r == "today" else None)
         except Exception as e:  # noqa: BLE001 - e.g. OpenVINO not installed: the row says so
             results[r] = {"label": label, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
     S = {int(t.size) for t in taggers.values()}
-    px = {s: np.stack([load_resized(p, s).transpose(2, 0, 1) for p in paths]) for s in S}
+    px = {s: np.stack([load_resized(p, s).transpose(2, 0, 1) for p in paths[:max(a.model_n, 96)]]) for s in S}
     for k in range(a.rounds):
         for r, t in taggers.items():
             model, flags, label = rows[r]
-            e2e = tag_e2e(model, flags, listfile, CACHE / f"{r}.jsonl")
-            mo = model_only(t, px[int(t.size)], t.batch_size)
+            e2e = tag_e2e(model, flags, listfile, CACHE / f"{r}.jsonl", today_env if r == "today" else None)
+            mo = model_only(t, px[int(t.size)][:a.model_n], t.batch_size)
             best = results.setdefault(r, {"label": label, "img_s": 0.0, "model_img_s": 0.0})
             best["img_s"] = max(best["img_s"], e2e["img_s"])
             best["model_img_s"] = max(best["model_img_s"], mo)

@@ -67,15 +67,16 @@ def physical_cores() -> int:
 
 def default_threads() -> int:
     """Inference threads for the CPU runners: ``$IMGTAG_THREADS`` (or the older ``$IMGTAG_ORT_THREADS``) when set;
-    else all physical cores on an idle machine, but ONE when other jobs already keep the cores busy (1-minute load
-    average ≥ physical cores): a convolution split over threads waits at every layer for its slowest thread,
-    which another job has pre-empted (measured: benchmarks/RESULTS.md, "Threads and batch")."""
+    else all physical cores, but ONE when other jobs already oversubscribe the cores (1-minute load average
+    ≥ 2 × physical cores): a convolution split over threads waits at every layer for its slowest thread, which
+    another job has pre-empted. Measured on 2 cores (benchmarks/RESULTS.md, "Threads and batch"): at load ~3,
+    2 threads gave 1.5× one thread's images/s; at load ~5 one thread was faster (30.1 vs 24.6 images/s)."""
     env = os.environ.get("IMGTAG_THREADS") or os.environ.get("IMGTAG_ORT_THREADS")
     if env:
         return max(1, int(env))
     cores = physical_cores()
     try:
-        busy = os.getloadavg()[0] >= cores
+        busy = os.getloadavg()[0] >= 2 * cores
     except OSError:  # no load average on this platform
         busy = False
     return 1 if busy and cores > 1 else cores

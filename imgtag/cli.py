@@ -451,6 +451,7 @@ def learn(
     """Learn your own keywords from the photos you have already keyworded; `imgtag tag --model NAME` uses them."""
     from imgtag.card import ModelFileError
     from imgtag.engine.learn import LearnConfig, run_learn
+    from imgtag.io.writers import OutputError
 
     if not 0 < precision <= 1:
         _fail("--precision must be in (0, 1]", 2)
@@ -465,6 +466,8 @@ def learn(
         r = run_learn(inputs, cfg, recursive=recursive, progress=not quiet and sys.stderr.isatty(),
                       log=lambda s: print(f"imgtag: {s}", file=sys.stderr))
     except (FileNotFoundError, ValueError, ModelFileError) as e:
+        _fail(str(e), 2)
+    except OutputError as e:  # --out cannot be written: found before any photo is read
         _fail(str(e), 2)
     if as_json:
         print(json.dumps(r, indent=2, ensure_ascii=False))

@@ -426,3 +426,27 @@ def test_feature_cache_key_is_the_backbone(tmp_path, tiny_model):
         next(m.backbone.parameters()).add_(1)
     _, c3 = save_model(m, read_card(c2), tmp_path / "other")
     assert FeatureExtractor(str(c3), runtime="torch").key != a.key
+
+
+def test_unwritable_out_fails_before_any_photo_is_read(library, tmp_path, monkeypatch):
+    """`learn --out` where no folder can be made (a FILE stands in the way): one line naming it, exit 2, before
+    the harvest (no sidecar problem reported) and before any feature is extracted (the feature cache stays empty).
+    A missing folder is made, as saving would."""
+    from typer.testing import CliRunner
+
+    from imgtag.cli import app
+    from imgtag.engine.learn import check_out
+
+    monkeypatch.setenv("IMGTAG_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "afile").write_text("not a folder")
+    bad = tmp_path / "afile" / "mine"
+    r = CliRunner().invoke(app, ["learn", str(library), "--out", str(bad), "--runtime", "torch", "--workers", "0"])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"imgtag: error: cannot write {bad}.json: "), lines
+    assert not (tmp_path / "cache").exists()
+    check_out(tmp_path / "new" / "folders" / "mine")  # made, like a NAME's user models folder
+    assert (tmp_path / "new" / "folders").is_dir()
+    monkeypatch.setenv("IMGTAG_USER_MODELS", str(tmp_path / "user-models"))
+    check_out("mine")
+    assert (tmp_path / "user-models").is_dir()

@@ -461,12 +461,7 @@ def save_learned(cfg: LearnConfig, keywords: list[str], head: tuple[np.ndarray, 
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(wt, np.float32)))
         lin.bias.copy_(torch.from_numpy(np.ascontiguousarray(b, np.float32)))
-    out = Path(cfg.out)
-    stem = out.with_suffix("") if out.suffix in (".json", ".safetensors") else out
-    if len(out.parts) == 1 and out.suffix == "":
-        from imgtag.card import user_models_dir
-
-        stem = user_models_dir() / out.name
+    stem = output_stem(cfg.out)
     card = dataclasses.replace(
         bcard, name=stem.name, architecture=arch, heads=heads,
         vocabulary={"separator": SEP, "keywords": vocab}, base={"model": _base_reference(bcard),
@@ -485,6 +480,31 @@ def save_learned(cfg: LearnConfig, keywords: list[str], head: tuple[np.ndarray, 
             self.extra_heads = torch.nn.ModuleDict({USER_HEAD: lin})
 
     return save_model(Head(), card, stem)
+
+
+def output_stem(out: str | Path) -> Path:
+    """Where ``--out`` saves the model (``STEM.json`` + ``STEM.safetensors``): a bare NAME goes to imgtag's user
+    models folder, anything else is a path (a ``.json``/``.safetensors`` suffix is dropped)."""
+    out = Path(out)
+    if len(out.parts) == 1 and out.suffix == "":
+        from imgtag.card import user_models_dir
+
+        return user_models_dir() / out.name
+    return out.with_suffix("") if out.suffix in (".json", ".safetensors") else out
+
+
+def check_out(out: str | Path) -> None:
+    """``--out`` can be written: its folder is made if missing (as saving would) and takes a new file. Checked
+    before the long harvest + feature extraction, so a bad path fails at once naming the user's path, not after
+    minutes of work. Raises io.writers.OutputError."""
+    from imgtag.io.writers import OutputError, check_output, reason_of
+
+    card = output_stem(out).with_suffix(".json")
+    try:
+        card.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(card, reason_of(e)) from None
+    check_output(card)
 
 
 def read_learned(model: str | Path) -> tuple[list[str], tuple[np.ndarray, np.ndarray], list[float], list[dict]]:
@@ -518,6 +538,7 @@ def run_learn(inputs, cfg: LearnConfig, recursive: bool = True, progress: bool =
     from imgtag.engine.features import FeatureExtractor, photo_features
 
     log = log or (lambda s: None)
+    check_out(cfg.out)
     t0 = time.perf_counter()
     labels = collect(inputs, cfg, recursive)
     for p in labels.problems:

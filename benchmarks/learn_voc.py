@@ -204,10 +204,10 @@ def measure(lib: Path, model: str, folds: int = 5, cached_only: bool = False, fe
     keywords, head, thresholds, table = read_learned(model)
     vpaths = list(dva.paths)
     if cached_only:  # a busy machine: only the val photos whose features are cached (said in the output)
-        from imgtag.engine.features import file_sha256
+        from imgtag.card import sha256_file
 
         store = extractor().store()
-        vpaths = [p if store.get(file_sha256(p)) is not None else None for p in vpaths]
+        vpaths = [p if store.get(sha256_file(p)) is not None else None for p in vpaths]
     keep = [i for i, p in enumerate(vpaths) if p is not None]
     Xk, okk, _ = photo_features([vpaths[i] for i in keep], extractor())
     Xv = np.zeros((len(vpaths), Xk.shape[1]), np.float32)

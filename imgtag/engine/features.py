@@ -26,6 +26,7 @@ from safetensors.numpy import save_file as np_save_file
 from safetensors.torch import load_file, save
 from torch import nn
 
+from imgtag.card import sha256_file
 from imgtag.io.atomic import atomic_write_bytes
 from imgtag.models.model import normalize
 from imgtag.runtime.loader import View, iter_batches
@@ -133,14 +134,6 @@ class PoolFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def cache_root() -> Path:
@@ -271,7 +264,7 @@ def photo_features(paths: Sequence[str | Path], extractor: FeatureExtractor, sto
     shas: list[str | None] = []
     for p in paths:
         try:
-            shas.append(file_sha256(p))
+            shas.append(sha256_file(p))
         except OSError as e:
             shas.append(None)
             if on_error:
